@@ -1,0 +1,3 @@
+"""dwellwise: adaptive-dwell MA-XRF scanning of paintings."""
+
+__version__ = "0.1.0"
