@@ -48,16 +48,25 @@ class PolicyInfo:
     """One-line description shown by :func:`list_policies`."""
     func: DwellPolicy
     """The implementation."""
+    fits: Callable[[DwellProblem], bool] | None = None
+    """Optional predicate: can the policy answer this problem within its deadline on this machine
+    (e.g. a learned policy's training time estimate against ``options["deadline"]``)? ``None``
+    means the policy makes no such promise; ``auto`` then does not choose it."""
 
 
 _REGISTRY: dict[str, PolicyInfo] = {}
 
 
-def register(name: str, summary: str) -> Callable[[DwellPolicy], DwellPolicy]:
-    """Decorator that registers a policy under ``name`` with a one-line ``summary``."""
+def register(
+    name: str, summary: str, *, fits: Callable[[DwellProblem], bool] | None = None
+) -> Callable[[DwellPolicy], DwellPolicy]:
+    """Decorator that registers a policy under ``name`` with a one-line ``summary``.
+
+    ``fits`` is the optional deadline predicate described in :attr:`PolicyInfo.fits`.
+    """
 
     def wrap(func: DwellPolicy) -> DwellPolicy:
-        _REGISTRY[name] = PolicyInfo(name=name, summary=summary, func=func)
+        _REGISTRY[name] = PolicyInfo(name=name, summary=summary, func=func, fits=fits)
         return func
 
     return wrap
@@ -71,6 +80,11 @@ def get_policy(name: str) -> PolicyInfo:
         raise ValueError(
             f"unknown dwell policy {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}"
         ) from None
+
+
+def is_registered(name: str) -> bool:
+    """Whether a policy of that name is registered (optional policies may be absent)."""
+    return name in _REGISTRY
 
 
 def list_policies() -> dict[str, str]:
