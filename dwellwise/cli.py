@@ -1,2 +1,148 @@
-def main(argv=None) -> int:
+"""The ``dwellwise`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dwellwise.units import parse_duration, parse_shape
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        return parse_shape(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dwellwise", description="Adaptive-dwell MA-XRF scanning of paintings."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sim = sub.add_parser("simulate", help="simulate a uniform scan of a painting into a cube file")
+    sim.add_argument(
+        "--scene",
+        default="astronaut",
+        help="built-in scene (astronaut, chelsea, coffee, rocket, "
+        "immunohistochemistry, colorwheel, procedural) or an image file",
+    )
+    sim.add_argument("--shape", type=_shape, default=(64, 64), help="HxW pixels, e.g. 64x64")
+    sim.add_argument("--dwell", type=_duration, default=0.01, help="live time per pixel (10ms)")
+    sim.add_argument("--out", type=Path, required=True, help="cube file to write (.h5)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed")
+    sim.add_argument("--pixel-size", type=_positive_float, default=0.5, help="pixel pitch, mm")
+    sim.add_argument("--png", type=Path, default=None, help="also save the element maps as PNG")
+    sim.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    bench = sub.add_parser("bench", help="run a benchmark and record it in benchmarks/RESULTS.md")
+    bench.add_argument("which", choices=["simulator", "dwell"], help="which benchmark")
+    bench.add_argument("--quick", action="store_true", help="small configuration (CI)")
+    return parser
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from dwellwise.plots import save_element_maps
+    from dwellwise.simulate import read_roi_counts, simulate_scan
+    from dwellwise.simulators.scenes import load_scene
+
+    out: Path = args.out
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.exists() or not out.parent.is_dir():
+        raise UsageError(f"output directory {out.parent} does not exist")
+    if args.png is not None and not args.png.parent.is_dir():
+        raise UsageError(f"PNG directory {args.png.parent} does not exist")
+    try:
+        scene = load_scene(args.scene, args.shape, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        summary = simulate_scan(
+            scene,
+            out,
+            dwell=args.dwell,
+            pixel_size=args.pixel_size,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            progress=_progress_bar("simulate"),
+        )
+    except (PermissionError, FileExistsError) as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"wrote {summary.path}  ({args.shape[0]}x{args.shape[1]} px, dwell {args.dwell * 1e3:g} ms,"
+        f" {summary.total_counts:,} counts, {summary.seconds:.1f} s)"
+    )
+    print(f"{'element':<8} {'min':>7} {'max':>8}  ROI counts per pixel")
+    for name, (lo, hi) in summary.roi_count_range.items():
+        print(f"{name:<8} {lo:>7d} {hi:>8d}")
+    if args.png is not None:
+        save_element_maps(
+            read_roi_counts(out),
+            summary.elements,
+            args.png,
+            title=f"{args.scene}: ROI counts at {args.dwell * 1e3:g} ms",
+        )
+        print(f"element maps: {args.png}")
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.which == "simulator":
+        from dwellwise.benchmarks.simulator import main as bench_main
+    else:
+        from dwellwise.benchmarks.dwell_cli import main as bench_main
+    return bench_main(quick=args.quick)
+
+
+def _progress_bar(label: str):
+    def show(done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        width = 30
+        filled = int(width * done / total)
+        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} rows")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+COMMANDS = {"simulate": cmd_simulate, "bench": cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 with a one-line reason
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"dwellwise {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

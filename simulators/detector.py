@@ -152,7 +152,11 @@ class PoissonSDD:
         return sp.csr_matrix((data, channel, indptr), shape=shape).toarray()
 
     def _pile_up(
-        self, channel: np.ndarray, per_pixel: np.ndarray, rates: np.ndarray, rng: np.random.Generator
+        self,
+        channel: np.ndarray,
+        per_pixel: np.ndarray,
+        rates: np.ndarray,
+        rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Merge each event with its successor in the same pixel with the pile-up probability;
         the merged event lands at the summed energy (dropped if beyond the axis)."""

@@ -93,9 +93,9 @@ def layer_optics(pigments: Sequence[Pigment], model: SpectrumModel) -> LayerOpti
         rayleigh[p] = xraylib.CS_Rayl_CP(pig.formula, e0) + per_pigment_binder * xraylib.CS_Rayl_CP(
             b.formula, e0
         )
-        compton[p] = xraylib.CS_Compt_CP(pig.formula, e0) + per_pigment_binder * xraylib.CS_Compt_CP(
-            b.formula, e0
-        )
+        compton[p] = xraylib.CS_Compt_CP(
+            pig.formula, e0
+        ) + per_pigment_binder * xraylib.CS_Compt_CP(b.formula, e0)
     return LayerOptics(mu_in, mu_out, element_mass, rayleigh, compton)
 
 
@@ -147,7 +147,10 @@ class PaintStack:
         ref.sigma = np.array([c.detected_cross_section for c in ref_model.components])
         ref._scatter_eff = self._scatter_eff
         ref.gain = 1.0
-        masses = [np.array([[pigment_mass(lead_white, 50.0)]]), np.array([[pigment_mass(chalk, 185.0)]])]
+        masses = [
+            np.array([[pigment_mass(lead_white, 50.0)]]),
+            np.array([[pigment_mass(chalk, 185.0)]]),
+        ]
         rates = ref.component_rates(masses, np.ones(1))
         return float(rates[ref_model.group_of_component == 0].sum())
 

@@ -12,7 +12,9 @@ from skimage.draw import disk
 
 def smooth_field(shape: tuple[int, int], scale_px: float, rng: np.random.Generator) -> np.ndarray:
     """Gaussian random field, zero mean, unit standard deviation, correlation ~``scale_px``."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=max(scale_px, 0.5), mode="wrap")
+    field = ndimage.gaussian_filter(
+        rng.standard_normal(shape), sigma=max(scale_px, 0.5), mode="wrap"
+    )
     return (field - field.mean()) / (field.std() + 1e-12)
 
 

@@ -53,7 +53,9 @@ class SDDResponse:
     def fwhm_kev(self, energy_kev: np.ndarray | float) -> np.ndarray:
         """Peak FWHM at an energy, keV."""
         e_ev = np.maximum(np.asarray(energy_kev, dtype=float), 0.0) * 1000.0
-        fwhm_ev = np.sqrt(self.electronic_noise_ev2 + _FWHM_PER_SIGMA**2 * FANO * PAIR_ENERGY_EV * e_ev)
+        fwhm_ev = np.sqrt(
+            self.electronic_noise_ev2 + _FWHM_PER_SIGMA**2 * FANO * PAIR_ENERGY_EV * e_ev
+        )
         return fwhm_ev / 1000.0
 
     def sigma_kev(self, energy_kev: np.ndarray | float) -> np.ndarray:
@@ -69,9 +71,8 @@ class SDDResponse:
             mu_air = xraylib.CS_Total_CP("N0.78O0.21Ar0.01", ei) * 1.205e-3
             mu_be = xraylib.CS_Total(4, ei) * 1.848
             mu_si = xraylib.CS_Total(14, ei) * 2.33
-            out[i] = (
-                np.exp(-mu_air * self.air_path_mm * 0.1 - mu_be * self.be_window_um * 1e-4)
-                * (1.0 - np.exp(-mu_si * self.si_thickness_um * 1e-4))
+            out[i] = np.exp(-mu_air * self.air_path_mm * 0.1 - mu_be * self.be_window_um * 1e-4) * (
+                1.0 - np.exp(-mu_si * self.si_thickness_um * 1e-4)
             )
         return out if np.ndim(energy_kev) else out[0]
 
@@ -99,7 +100,9 @@ class SDDResponse:
         )
         if p_esc > 0:
             e_esc = energy_kev - SI_KA_KEV
-            shape += p_esc * gaussian_bins(axis, e_esc, np.hypot(self.fwhm_kev(e_esc), extra_fwhm_kev))
+            shape += p_esc * gaussian_bins(
+                axis, e_esc, np.hypot(self.fwhm_kev(e_esc), extra_fwhm_kev)
+            )
         return shape
 
 

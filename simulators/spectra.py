@@ -85,9 +85,9 @@ class SpectrumModel:
         rows: list[np.ndarray] = []
         for gi, group in enumerate(self.groups):
             energies = np.array([ln.energy_kev for ln in group.lines])
-            detected = np.array([ln.cross_section for ln in group.lines]) * self.response.efficiency(
-                energies
-            )
+            detected = np.array(
+                [ln.cross_section for ln in group.lines]
+            ) * self.response.efficiency(energies)
             share = detected / detected.sum()
             for members in _clusters(energies):
                 w = share[members].sum()
@@ -95,7 +95,11 @@ class SpectrumModel:
                 e_mean = float(np.dot(share[members], energies[members]) / w)
                 components.append(
                     Component(
-                        f"{group.label}@{e_mean:.2f}", e_mean, gi, float(w), float(detected[members].sum())
+                        f"{group.label}@{e_mean:.2f}",
+                        e_mean,
+                        gi,
+                        float(w),
+                        float(detected[members].sum()),
                     )
                 )
                 rows.append(shape / w)

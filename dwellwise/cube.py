@@ -1,0 +1,237 @@
+"""The cube file: one HDF5 file per scan, written row by row, readable by PyMca and PyXRF.
+
+Layout (see DESIGN.md)::
+
+    /entry                      NXentry
+    /entry/data                 NXdata, @signal="counts", @axes=["y","x","energy"]
+        counts    (H, W, E) uint32   summed over passes
+        energy    (E,) keV;  x (W,) mm;  y (H,) mm
+        live_time, real_time (H, W) seconds, summed over passes
+    /entry/passes/<n>/          planned_dwell (H, W) s, live_time (H, W) s,
+                                roi_counts (C, H, W), rows_complete (H,) bool
+    /entry/rois                 elements (C,), windows (C, 2) channel ranges
+    /entry/truth/               rates, roi_rates (C, H, W) counts/s, elements (simulations)
+    /xrfmap/detsum/counts       hard link to /entry/data/counts (PyXRF)
+    /xrfmap/positions/pos       (2, H, W) mm, name = ["x_pos", "y_pos"]
+    /xrfmap/scan_metadata       attributes
+
+The writer creates every dataset up front, then switches to SWMR mode and flushes after every
+row, so the file can be read while it is written and a crash loses no completed row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from dwellwise.simulators.energy import EnergyAxis
+
+STRING = h5py.string_dtype()
+
+
+class CubeWriter:
+    """Creates a cube file and appends spectra row by row (context manager)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        shape: tuple[int, int],
+        axis: EnergyAxis,
+        pixel_size: float,
+        elements: Sequence[str],
+        roi_windows: np.ndarray,
+        passes: int = 1,
+        origin: tuple[float, float] = (0.0, 0.0),
+        truth: dict[str, np.ndarray] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        h, w = shape
+        self.path = Path(path)
+        self.shape = (h, w)
+        self.roi_windows = np.asarray(roi_windows, dtype=np.int64)
+        self._f = h5py.File(self.path, "w", libver="latest")
+        f = self._f
+        entry = f.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        data = entry.create_group("data")
+        data.attrs.update(NX_class="NXdata", signal="counts", axes=["y", "x", "energy"])
+        e = axis.channels
+        data.create_dataset(
+            "counts",
+            shape=(h, w, e),
+            dtype=np.uint32,
+            chunks=(1, min(w, 64), e),
+            compression="gzip",
+            compression_opts=1,
+            shuffle=True,
+            fillvalue=0,
+        )
+        data.create_dataset("energy", data=axis.centers).attrs["units"] = "keV"
+        x = origin[0] + pixel_size * np.arange(w)
+        y = origin[1] + pixel_size * np.arange(h)
+        data.create_dataset("x", data=x).attrs["units"] = "mm"
+        data.create_dataset("y", data=y).attrs["units"] = "mm"
+        for name in ("live_time", "real_time"):
+            data.create_dataset(name, shape=(h, w), dtype=np.float64, fillvalue=0.0)
+            data[name].attrs["units"] = "s"
+        rois = entry.create_group("rois")
+        rois.create_dataset("elements", data=list(elements), dtype=STRING)
+        rois.create_dataset("windows", data=self.roi_windows)
+        rois["windows"].attrs["units"] = "channel (inclusive range)"
+        for n in range(1, passes + 1):
+            g = entry.create_group(f"passes/{n}")
+            g.create_dataset("planned_dwell", shape=(h, w), dtype=np.float64, fillvalue=0.0)
+            g.create_dataset("live_time", shape=(h, w), dtype=np.float64, fillvalue=0.0)
+            g.create_dataset(
+                "roi_counts", shape=(len(elements), h, w), dtype=np.uint32, fillvalue=0
+            )
+            g.create_dataset("rows_complete", shape=(h,), dtype=bool, fillvalue=False)
+        if truth is not None:
+            t = entry.create_group("truth")
+            t.create_dataset("rates", data=np.asarray(truth["rates"], dtype=np.float64))
+            t.create_dataset("roi_rates", data=np.asarray(truth["roi_rates"], dtype=np.float64))
+            t.create_dataset("elements", data=list(truth["elements"]), dtype=STRING)
+            t["rates"].attrs["units"] = t["roi_rates"].attrs["units"] = "counts/s"
+        f["xrfmap/detsum/counts"] = data["counts"]  # hard link: one dataset, two names
+        xx, yy = np.meshgrid(x, y)
+        pos = f.create_group("xrfmap/positions")
+        pos.create_dataset("pos", data=np.stack([xx, yy]))
+        pos.create_dataset("name", data=["x_pos", "y_pos"], dtype=STRING)
+        meta = f.create_group("xrfmap/scan_metadata")
+        for key, value in (metadata or {}).items():
+            meta.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+        f.swmr_mode = True
+
+    def set_planned_dwell(self, pass_number: int, dwell: np.ndarray) -> None:
+        """Record the planned dwell map of a pass, seconds ``(H, W)``."""
+        self._f[f"entry/passes/{pass_number}/planned_dwell"][...] = dwell
+        self._f.flush()
+
+    def write_row(
+        self,
+        pass_number: int,
+        row: int,
+        counts: np.ndarray,
+        live_time: np.ndarray,
+        real_time: np.ndarray,
+    ) -> None:
+        """Add one measured row ``(W, E)`` to the cube and mark it complete for this pass."""
+        g = self._f[f"entry/passes/{pass_number}"]
+        if g["rows_complete"][row]:
+            raise ValueError(f"row {row} of pass {pass_number} is already recorded")
+        data = self._f["entry/data"]
+        counts = np.asarray(counts, dtype=np.uint32)
+        if pass_number > 1:
+            counts = counts + data["counts"][row]
+        data["counts"][row] = counts
+        data["live_time"][row] = data["live_time"][row] + live_time
+        data["real_time"][row] = data["real_time"][row] + real_time
+        g["live_time"][row] = live_time
+        csum = np.concatenate(
+            [np.zeros((counts.shape[0], 1), np.uint64), np.cumsum(counts, axis=1, dtype=np.uint64)],
+            axis=1,
+        )
+        lo, hi = self.roi_windows[:, 0], self.roi_windows[:, 1] + 1
+        g["roi_counts"][:, row, :] = (csum[:, hi] - csum[:, lo]).T
+        g["rows_complete"][row] = True
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.close()
+
+    def __enter__(self) -> CubeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class Cube:
+    """A cube file read into memory (counts stay a lazy h5py dataset while open)."""
+
+    counts: h5py.Dataset | np.ndarray
+    """``(H, W, E)`` uint32 counts."""
+    energy: np.ndarray
+    """``(E,)`` channel energies, keV."""
+    x: np.ndarray
+    """``(W,)`` positions, mm."""
+    y: np.ndarray
+    """``(H,)`` positions, mm."""
+    live_time: np.ndarray
+    """``(H, W)`` seconds."""
+    real_time: np.ndarray
+    """``(H, W)`` seconds."""
+    elements: list[str]
+    """ROI element channels."""
+    roi_windows: np.ndarray
+    """``(C, 2)`` inclusive channel ranges."""
+    rows_complete: dict[int, np.ndarray]
+    """Pass number -> ``(H,)`` bool."""
+    truth: dict[str, Any] | None
+    """Simulation truth (``rates``, ``roi_rates``, ``elements``) or None."""
+
+
+REQUIRED = (
+    "entry/data/counts",
+    "entry/data/energy",
+    "entry/data/x",
+    "entry/data/y",
+    "entry/data/live_time",
+    "entry/data/real_time",
+)
+
+
+def read_cube(path: str | Path, *, load_counts: bool = True) -> Cube:
+    """Read a cube file, checking its layout; ``load_counts=False`` keeps counts on disk
+    (the file then stays open until the dataset is garbage-collected)."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r", swmr=True)
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
+    missing = [name for name in REQUIRED if name not in f]
+    if missing:
+        f.close()
+        raise ValueError(f"{path}: not a dwellwise cube file, missing {', '.join(missing)}")
+    counts = f["entry/data/counts"]
+    if counts.ndim != 3:
+        f.close()
+        raise ValueError(f"{path}: /entry/data/counts must be (H, W, E), has shape {counts.shape}")
+    dec = _decode
+    passes = f.get("entry/passes", {})
+    cube = Cube(
+        counts=counts[...] if load_counts else counts,
+        energy=f["entry/data/energy"][...],
+        x=f["entry/data/x"][...],
+        y=f["entry/data/y"][...],
+        live_time=f["entry/data/live_time"][...],
+        real_time=f["entry/data/real_time"][...],
+        elements=dec(f["entry/rois/elements"][...]) if "entry/rois" in f else [],
+        roi_windows=f["entry/rois/windows"][...] if "entry/rois" in f else np.zeros((0, 2), int),
+        rows_complete={int(k): passes[k]["rows_complete"][...] for k in passes},
+        truth=(
+            {
+                "rates": f["entry/truth/rates"][...],
+                "roi_rates": f["entry/truth/roi_rates"][...],
+                "elements": dec(f["entry/truth/elements"][...]),
+            }
+            if "entry/truth" in f
+            else None
+        ),
+    )
+    if load_counts:
+        f.close()
+    return cube
+
+
+def _decode(values: np.ndarray) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
