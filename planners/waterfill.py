@@ -64,7 +64,7 @@ def solve_level(
     out = np.full(slope.shape, lo)
     if n == 0:
         return out
-    if mean_dwell == lo or lo == hi:
+    if mean_dwell in (lo, hi):  # the bounds leave one feasible map
         out[...] = mean_dwell
         return out
 
@@ -76,7 +76,7 @@ def solve_level(
         # Every weighted pixel saturates: the rest goes evenly to the weightless pixels.
         out[active] = hi
         if n_active < n:
-            out[~active] = lo + (need - room) / (n - n_active)
+            out[~active] = min(hi, lo + (need - room) / (n - n_active))
         return _fix_rounding(out, mean_dwell, lo, hi)
 
     s = slope[active]
