@@ -11,11 +11,10 @@ the same mean of 400 counts per spectrum, and again at the painting's own 10 ms 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-
 from dwellwise.benchmarks.results import markdown_table, record_section
 from dwellwise.simulators.detector import PoissonSDD
 from dwellwise.simulators.scenes import load_scene

@@ -14,8 +14,24 @@ def run(*args):
 
 def test_simulate_writes_file_png_and_summary(tmp_path, capsys):
     out, png = tmp_path / "cube.h5", tmp_path / "maps.png"
-    assert run("simulate", "--scene", "coffee", "--shape", "8x12", "--dwell", "5ms",
-               "--out", str(out), "--png", str(png), "--seed", "1") == 0
+    assert (
+        run(
+            "simulate",
+            "--scene",
+            "coffee",
+            "--shape",
+            "8x12",
+            "--dwell",
+            "5ms",
+            "--out",
+            str(out),
+            "--png",
+            str(png),
+            "--seed",
+            "1",
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "Fe_K" in text and "counts" in text
     assert out.is_file() and png.stat().st_size > 1000
@@ -35,8 +51,19 @@ def test_simulate_writes_file_png_and_summary(tmp_path, capsys):
 def test_bad_input_exits_2_with_a_reason_and_leaves_no_file(tmp_path, args, message):
     out = tmp_path / "cube.h5"
     proc = subprocess.run(
-        [sys.executable, "-m", "dwellwise.cli", "simulate", "--out", str(out), "--shape", "4x4", *args],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dwellwise.cli",
+            "simulate",
+            "--out",
+            str(out),
+            "--shape",
+            "4x4",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("dwellwise simulate: error:")
@@ -58,6 +85,9 @@ def test_unwritable_directory_and_non_image(tmp_path, capsys):
     assert run("simulate", "--shape", "4x4", "--out", str(tmp_path / "no" / "dir.h5")) == 2
     fake = tmp_path / "fake.jpg"
     fake.write_bytes(b"\x00\x01garbage")
-    assert run("simulate", "--shape", "4x4", "--scene", str(fake), "--out", str(tmp_path / "c.h5")) == 2
+    assert (
+        run("simulate", "--shape", "4x4", "--scene", str(fake), "--out", str(tmp_path / "c.h5"))
+        == 2
+    )
     assert "not a readable image" in capsys.readouterr().err
     assert not (tmp_path / "c.h5").exists()

@@ -3,10 +3,10 @@
 import h5py
 import numpy as np
 import pytest
+from dwellwise.simulators.scenes import load_scene
 
 from dwellwise.cube import read_cube
 from dwellwise.simulate import simulate_scan
-from dwellwise.simulators.scenes import load_scene
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +50,20 @@ def test_read_as_pymca_and_pyxrf_do(cube_path):
 
 
 def test_file_is_readable_while_written_and_rows_survive(tmp_path):
-    from dwellwise.cube import CubeWriter
     from dwellwise.simulators.energy import EnergyAxis
+
+    from dwellwise.cube import CubeWriter
 
     axis = EnergyAxis(channels=64, gain_kev=0.5)
     path = tmp_path / "live.h5"
-    writer = CubeWriter(path, shape=(3, 4), axis=axis, pixel_size=0.5, elements=["Fe_K"],
-                        roi_windows=np.array([[10, 14]]))
+    writer = CubeWriter(
+        path,
+        shape=(3, 4),
+        axis=axis,
+        pixel_size=0.5,
+        elements=["Fe_K"],
+        roi_windows=np.array([[10, 14]]),
+    )
     writer.write_row(1, 0, np.ones((4, 64)), np.full(4, 0.01), np.full(4, 0.011))
     with h5py.File(path, "r", swmr=True) as reader:
         assert reader["entry/passes/1/rows_complete"][...].tolist() == [True, False, False]

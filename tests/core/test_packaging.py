@@ -12,9 +12,20 @@ LAYERS = ("simulators", "drivers", "planners", "models", "daemon", "benchmarks")
 
 def test_wheel_contains_and_imports_every_layer(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path), "-q"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            "-q",
+        ],
+        check=True,
+        capture_output=True,
     )
     (wheel,) = tmp_path.glob("dwellwise-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -36,6 +47,8 @@ def test_wheel_contains_and_imports_every_layer(tmp_path):
         f"assert dwellwise.__file__.startswith({str(unpacked)!r}), dwellwise.__file__\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from dwellwise.simulators.detector import PoissonSDD
 from dwellwise.simulators.scenes import load_scene
 

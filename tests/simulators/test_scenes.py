@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from dwellwise.simulators.paint import PaintStack, pigment_mass
 from dwellwise.simulators.pigments import get_pigment, pigment_database
 from dwellwise.simulators.scenes import load_scene
@@ -42,7 +41,10 @@ def test_hidden_layer_is_weaker_and_its_line_ratio_shifts():
     lb = [i for i, c in enumerate(model.components) if c.label.startswith("Pb_L@12.6")]
     out = []
     for top_um in (0.0, 20.0, 40.0):
-        masses = [np.array([[pigment_mass(vermilion, top_um)]]), np.array([[pigment_mass(lead_white, 50.0)]])]
+        masses = [
+            np.array([[pigment_mass(vermilion, top_um)]]),
+            np.array([[pigment_mass(lead_white, 50.0)]]),
+        ]
         r = stack.component_rates(masses, np.ones(1))[:, 0]
         out.append((r[model.group_of_component == 0].sum(), r[la].sum() / r[lb].sum()))
     (pb0, ratio0), (pb1, ratio1), (pb2, ratio2) = out

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import xraylib
-
 from dwellwise.simulators.energy import EnergyAxis
 from dwellwise.simulators.response import SI_KA_KEV, SDDResponse
 from dwellwise.simulators.spectra import SpectrumModel, element_spectrum
@@ -23,8 +22,13 @@ def _peak_position(spectrum: np.ndarray, near_kev: float, axis: EnergyAxis = AXI
 
 @pytest.mark.parametrize(
     ("label", "z", "line"),
-    [("Fe_K", 26, "KA_LINE"), ("Cu_K", 29, "KA_LINE"), ("Ca_K", 20, "KA_LINE"),
-     ("Pb_L", 82, "LA_LINE"), ("Hg_L", 80, "LA_LINE")],
+    [
+        ("Fe_K", 26, "KA_LINE"),
+        ("Cu_K", 29, "KA_LINE"),
+        ("Ca_K", 20, "KA_LINE"),
+        ("Pb_L", 82, "LA_LINE"),
+        ("Hg_L", 80, "LA_LINE"),
+    ],
 )
 def test_main_line_lands_within_10_ev_of_tabulated(label, z, line):
     tabulated = xraylib.LineEnergy(z, getattr(xraylib, line))
@@ -67,7 +71,10 @@ def test_expected_cube_is_linear_in_rates_and_roi_counts_its_window():
     assert cube[1, 2].sum() == pytest.approx(500.0, rel=1e-3)
     assert cube[1, 1].sum() == 0.0
     roi = model.roi_rates(model.component_rates(rates))
-    assert roi[0, 0, 0] > 0.7 * 1000 * model.groups[0].lines[0].cross_section / model.groups[0].cross_section
+    assert (
+        roi[0, 0, 0]
+        > 0.7 * 1000 * model.groups[0].lines[0].cross_section / model.groups[0].cross_section
+    )
     assert roi[1, 0, 0] == 0.0
 
 
