@@ -193,3 +193,43 @@ def synthetic_scenes(shape: tuple[int, int] = (128, 128), max_rate: float = 2000
         sparse += max_rate * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * width**2))
     scenes.append(("sparse", ["spots"], np.minimum(sparse, max_rate)[None]))
     return scenes
+
+
+def plot_dwell_maps(
+    rates: np.ndarray,
+    t0: float,
+    mean_dwell: float,
+    path: str | Path,
+    policies: Sequence[str] = ("uniform", "bilevel", "blindspot-sqrt", "oracle"),
+    seed: int = 0,
+) -> Path:
+    """PNG of one element map: truth (counts/s), first pass, and each policy's dwell map (ms).
+
+    ``rates`` is ``(H, W)`` counts/s; the first pass is ``Poisson(rates · t0)``. All dwell maps
+    share one colour scale.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    psi = np.asarray(rates, dtype=np.float64)
+    x0 = np.random.default_rng(seed).poisson(psi * t0)
+    maps = {}
+    for name in policies:
+        opts = {"rates": psi} if name == "oracle" else {}
+        maps[name] = 1e3 * allocate_dwell(x0, t0, mean_dwell, policy=name, seed=seed, **opts)
+    vmax = max(float(m.max()) for m in maps.values())
+    fig, axes = plt.subplots(1, 2 + len(maps), figsize=(3.2 * (2 + len(maps)), 3.4))
+    panels = [("truth (counts/s)", psi, None), (f"first pass, t0 = {t0 * 1e3:g} ms", x0, None)]
+    panels += [(f"{n} (ms)", m, vmax) for n, m in maps.items()]
+    for ax, (title, img, top) in zip(axes, panels, strict=True):
+        shown = ax.imshow(img, cmap="magma", vmin=0, vmax=top)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

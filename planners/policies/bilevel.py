@@ -15,6 +15,10 @@ the largest between-class variance, which is the foreground/background cut the m
 **Bounds.** ``low`` is clipped into ``[min_dwell, mean_dwell]``, so the high level is never below
 it. If the high level would exceed ``max_dwell`` it is capped there and the low level rises to
 keep the mean. A map with a single class (flat, or all on one side of θ) is uniform.
+
+**Known weakness (kept, as this is the paper's baseline).** The smoothed rate includes the pixel's
+own count, so the dwell correlates with its first-pass noise and the pooled estimate is biased low
+(about −5 % at 1-3 counts per pixel in ``tests/planners/test_blindspot.py``'s setting).
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@
 2. Water-filling on the weighted score: ``t_i = clip(c · sqrt(Σ_c w_c ψ̂_ci) − t0_i, min, max)``
    with c set so that ``mean(t) = mean_dwell`` exactly (:func:`dwellwise.planners.waterfill`).
 
+The Anscombe transform enters where it helps, in the σ-selection loss (homoscedastic residuals
+in the ``sqrt`` domain the dwell depends on). Smoothing Anscombe-transformed counts followed by
+the Makitalo-Foi inverse was measured on the synthetic benchmark scenes to allocate no better
+(mean efficiency 0.882 vs 0.880), so the rate estimate itself stays linear in the counts, which
+also keeps it exact for a per-pixel ``t0``.
+
 Options: ``sigmas`` (sequence of candidate widths, px; one value fixes σ).
 """
 

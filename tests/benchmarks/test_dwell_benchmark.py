@@ -55,3 +55,11 @@ def test_markdown_and_summary(rows):
     s = summarize(rows)
     assert s["uniform"]["beats_uniform"] == 0.0
     assert s["oracle"]["mean_efficiency"] == pytest.approx(1.0)
+
+
+def test_dwell_map_png(tmp_path):
+    from dwellwise.benchmarks.dwell import plot_dwell_maps
+
+    disk = make_scenes()[0][2][0]
+    out = plot_dwell_maps(disk, 0.002, 0.008, tmp_path / "dwell.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
