@@ -102,13 +102,19 @@ def layer_optics(pigments: Sequence[Pigment], model: SpectrumModel) -> LayerOpti
 class PaintStack:
     """Turns per-pixel pigment masses of a layer stack into detected component rates."""
 
-    def __init__(self, model: SpectrumModel, palettes: Sequence[Sequence[Pigment]]) -> None:
+    def __init__(
+        self,
+        model: SpectrumModel,
+        palettes: Sequence[Sequence[Pigment]],
+        gain: float | None = None,
+    ) -> None:
+        """``gain`` is the instrument sensitivity G; by default it is calibrated so that
+        50 µm of lead white over chalk gives ``PB_L_REFERENCE_RATE`` of Pb L."""
         self.model = model
         self.optics = [layer_optics(p, model) for p in palettes]
         self.sigma = np.array([c.detected_cross_section for c in model.components])
         self._scatter_eff = float(model.response.efficiency(compton_like(model)))
-        self.gain = 1.0
-        self.gain = PB_L_REFERENCE_RATE / self._reference_pb_l()
+        self.gain = _calibrated_gain(model) if gain is None else gain
 
     def component_rates(self, masses: Sequence[np.ndarray], intensity: np.ndarray) -> np.ndarray:
         """Detected rates ``(J, N)`` counts/s from pigment masses of each layer, top first
@@ -137,22 +143,18 @@ class PaintStack:
         rates[~lines] = np.vstack([scatter, CONTINUUM_PER_COMPTON * scatter[1:2]])
         return self.gain * rates * intensity[None, :]
 
-    def _reference_pb_l(self) -> float:
-        """Pb L rate at gain 1 of 50 µm lead white over 185 µm chalk (needs Pb_L in the model)."""
-        lead_white, chalk = get_pigment("lead_white"), get_pigment("calcium_carbonate")
-        ref_model = SpectrumModel(["Pb_L"], axis=self.model.axis, response=self.model.response)
-        ref = PaintStack.__new__(PaintStack)
-        ref.model = ref_model
-        ref.optics = [layer_optics([lead_white], ref_model), layer_optics([chalk], ref_model)]
-        ref.sigma = np.array([c.detected_cross_section for c in ref_model.components])
-        ref._scatter_eff = self._scatter_eff
-        ref.gain = 1.0
-        masses = [
-            np.array([[pigment_mass(lead_white, 50.0)]]),
-            np.array([[pigment_mass(chalk, 185.0)]]),
-        ]
-        rates = ref.component_rates(masses, np.ones(1))
-        return float(rates[ref_model.group_of_component == 0].sum())
+
+def _calibrated_gain(model: SpectrumModel) -> float:
+    """G such that 50 µm lead white over 185 µm chalk gives ``PB_L_REFERENCE_RATE`` of Pb L."""
+    lead_white, chalk = get_pigment("lead_white"), get_pigment("calcium_carbonate")
+    ref_model = SpectrumModel(["Pb_L"], axis=model.axis, response=model.response)
+    ref = PaintStack(ref_model, [[lead_white], [chalk]], gain=1.0)
+    masses = [
+        np.array([[pigment_mass(lead_white, 50.0)]]),
+        np.array([[pigment_mass(chalk, 185.0)]]),
+    ]
+    rates = ref.component_rates(masses, np.ones(1))
+    return PB_L_REFERENCE_RATE / float(rates[ref_model.group_of_component == 0].sum())
 
 
 def compton_like(model: SpectrumModel) -> float:
