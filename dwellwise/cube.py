@@ -33,6 +33,9 @@ import numpy as np
 from dwellwise.simulators.energy import EnergyAxis
 
 STRING = h5py.string_dtype()
+STATUS_BYTES = 16
+"""Width of the fixed-length ``/entry/scan_status`` string (fixed so it can change under SWMR)."""
+SCAN_STATUSES = ("running", "completed", "aborted", "failed", "interrupted")
 
 
 class CubeWriter:
@@ -104,6 +107,7 @@ class CubeWriter:
         pos = f.create_group("xrfmap/positions")
         pos.create_dataset("pos", data=np.stack([xx, yy]))
         pos.create_dataset("name", data=["x_pos", "y_pos"], dtype=STRING)
+        entry.create_dataset("scan_status", data=np.bytes_(b"running".ljust(STATUS_BYTES)))
         meta = f.create_group("xrfmap/scan_metadata")
         for key, value in (metadata or {}).items():
             meta.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
@@ -114,6 +118,13 @@ class CubeWriter:
         self._f[f"entry/passes/{pass_number}/planned_dwell"][...] = dwell
         self._f.flush()
 
+    def set_status(self, status: str) -> None:
+        """Record the scan's state in ``/entry/scan_status`` (one of :data:`SCAN_STATUSES`)."""
+        if status not in SCAN_STATUSES:
+            raise ValueError(f"scan status must be one of {SCAN_STATUSES}, got {status!r}")
+        self._f["entry/scan_status"][()] = np.bytes_(status.encode().ljust(STATUS_BYTES))
+        self._f.flush()
+
     def write_row(
         self,
         pass_number: int,
@@ -121,8 +132,10 @@ class CubeWriter:
         counts: np.ndarray,
         live_time: np.ndarray,
         real_time: np.ndarray,
-    ) -> None:
-        """Add one measured row ``(W, E)`` to the cube and mark it complete for this pass."""
+        planned_dwell: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Add one measured row ``(W, E)`` to the cube and mark it complete for this pass;
+        returns the row's ROI counts ``(C, W)``."""
         g = self._f[f"entry/passes/{pass_number}"]
         if g["rows_complete"][row]:
             raise ValueError(f"row {row} of pass {pass_number} is already recorded")
@@ -139,9 +152,13 @@ class CubeWriter:
             axis=1,
         )
         lo, hi = self.roi_windows[:, 0], self.roi_windows[:, 1] + 1
-        g["roi_counts"][:, row, :] = (csum[:, hi] - csum[:, lo]).T
+        roi = (csum[:, hi] - csum[:, lo]).T
+        g["roi_counts"][:, row, :] = roi
+        if planned_dwell is not None:
+            g["planned_dwell"][row] = planned_dwell
         g["rows_complete"][row] = True
         self._f.flush()
+        return roi
 
     def close(self) -> None:
         if self._f.id.valid:

@@ -1,0 +1,76 @@
+"""The hard time budget of a scan and what the governor learns while it runs.
+
+:class:`TimeBudget` reads the instrument clock: everything counts, motion, counting, compute and
+the plan's own overhead. :class:`OverheadTracker` learns, row by row, how much longer a row really
+takes than the time model predicts (messages, file writes, a slow controller), so that the
+governor's predictions of what is still ahead stay honest and it can keep a safety margin.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from dwellwise.simulators.clock import Clock
+
+
+class TimeBudget:
+    """A budget of ``total_s`` instrument seconds that starts at :meth:`start`."""
+
+    def __init__(self, total_s: float, clock: Clock) -> None:
+        if not np.isfinite(total_s) or total_s <= 0:
+            raise ValueError(f"budget must be a finite number of seconds > 0, got {total_s}")
+        self.total_s = float(total_s)
+        self.clock = clock
+        self._start: float | None = None
+
+    def start(self, at: float | None = None) -> None:
+        """Start counting (``at``: instrument time it started, default now); idempotent."""
+        if self._start is None:
+            self._start = self.clock.now() if at is None else float(at)
+
+    @property
+    def started(self) -> bool:
+        return self._start is not None
+
+    def used_s(self) -> float:
+        """Instrument seconds spent since the start."""
+        return 0.0 if self._start is None else self.clock.now() - self._start
+
+    def left_s(self) -> float:
+        """Instrument seconds left (negative once overrun)."""
+        return self.total_s - self.used_s()
+
+
+@dataclass
+class OverheadTracker:
+    """Learns the per-row time beyond the model (realized − predicted), seconds.
+
+    ``prior_s`` is used until rows have been measured; :meth:`margin_s` is a high estimate
+    (the larger of the recent maximum and mean + 3 standard deviations) for safety checks.
+    """
+
+    prior_s: float
+    window: int = 32
+
+    def __post_init__(self) -> None:
+        self._recent: deque[float] = deque(maxlen=self.window)
+
+    def add(self, predicted_s: float, realized_s: float) -> None:
+        self._recent.append(max(0.0, realized_s - predicted_s))
+
+    @property
+    def count(self) -> int:
+        return len(self._recent)
+
+    def mean_s(self) -> float:
+        if not self._recent:
+            return self.prior_s
+        return float(np.mean(self._recent))
+
+    def margin_s(self) -> float:
+        if not self._recent:
+            return 2.0 * self.prior_s
+        values = np.asarray(self._recent)
+        return float(max(values.max(), values.mean() + 3.0 * values.std()))
