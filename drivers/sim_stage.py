@@ -125,6 +125,7 @@ class SimStage(Device):
         self._flown: set[tuple[int, int]] = set()
         self._rows_flown = 0
         self._busy = threading.Lock()
+        self._stop_success = False
 
     # -- Bluesky protocols -------------------------------------------------------------
     def read(self) -> dict:
@@ -149,6 +150,9 @@ class SimStage(Device):
         return status
 
     def stop(self, *, success: bool = False) -> None:
+        """Stop any motion. An interrupted row is not recorded; with ``success=True`` (a pause)
+        its status still finishes cleanly, so the RunEngine can replay the row on resume."""
+        self._stop_success = success
         self._stop.set()
         self.x.stop()
         self.y.stop()
@@ -189,6 +193,12 @@ class SimStage(Device):
         with self._busy:
             try:
                 self._fly_row(row, status)
+            except RowInterrupted as exc:
+                if not status.done:
+                    if self._stop_success:
+                        status.set_finished()
+                    else:
+                        status.set_exception(exc)
             except Exception as exc:  # surface any failure through the status
                 if not status.done:
                     status.set_exception(exc)

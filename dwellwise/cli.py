@@ -7,35 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dwellwise.units import parse_duration, parse_shape
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _shape(text: str) -> tuple[int, int]:
-    try:
-        return parse_shape(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+from dwellwise.cliargs import UsageError, duration_arg, positive_float_arg, shape_arg
+from dwellwise.scan_cli import add_scan_parser, cmd_scan
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,15 +23,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="built-in scene (astronaut, chelsea, coffee, rocket, "
         "immunohistochemistry, colorwheel, procedural) or an image file",
     )
-    sim.add_argument("--shape", type=_shape, default=(64, 64), help="HxW pixels, e.g. 64x64")
-    sim.add_argument("--dwell", type=_duration, default=0.01, help="live time per pixel (10ms)")
+    sim.add_argument("--shape", type=shape_arg, default=(64, 64), help="HxW pixels, e.g. 64x64")
+    sim.add_argument("--dwell", type=duration_arg, default=0.01, help="live time per pixel (10ms)")
     sim.add_argument("--out", type=Path, required=True, help="cube file to write (.h5)")
     sim.add_argument("--seed", type=int, default=0, help="random seed")
-    sim.add_argument("--pixel-size", type=_positive_float, default=0.5, help="pixel pitch, mm")
+    sim.add_argument("--pixel-size", type=positive_float_arg, default=0.5, help="pixel pitch, mm")
     sim.add_argument("--png", type=Path, default=None, help="also save the element maps as PNG")
     sim.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_scan_parser(sub)
     bench = sub.add_parser("bench", help="run a benchmark and record it in benchmarks/RESULTS.md")
-    bench.add_argument("which", choices=["simulator", "dwell"], help="which benchmark")
+    bench.add_argument(
+        "which", choices=["simulator", "dwell", "acquisition"], help="which benchmark"
+    )
     bench.add_argument("--quick", action="store_true", help="small configuration (CI)")
     return parser
 
@@ -112,8 +88,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.which == "simulator":
         from dwellwise.benchmarks.simulator import main as bench_main
-    else:
+    elif args.which == "dwell":
         from dwellwise.benchmarks.dwell_cli import main as bench_main
+    else:
+        from dwellwise.benchmarks.acquisition_cli import main as bench_main
     return bench_main(quick=args.quick)
 
 
@@ -131,7 +109,7 @@ def _progress_bar(label: str):
     return show
 
 
-COMMANDS = {"simulate": cmd_simulate, "bench": cmd_bench}
+COMMANDS = {"simulate": cmd_simulate, "scan": cmd_scan, "bench": cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

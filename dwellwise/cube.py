@@ -141,13 +141,12 @@ class CubeWriter:
             raise ValueError(f"row {row} of pass {pass_number} is already recorded")
         data = self._f["entry/data"]
         counts = np.asarray(counts, dtype=np.uint32)
-        if pass_number > 1:
-            counts = counts + data["counts"][row]
-        data["counts"][row] = counts
+        total = counts + data["counts"][row] if pass_number > 1 else counts
+        data["counts"][row] = total
         data["live_time"][row] = data["live_time"][row] + live_time
         data["real_time"][row] = data["real_time"][row] + real_time
         g["live_time"][row] = live_time
-        csum = np.concatenate(
+        csum = np.concatenate(  # ROI counts of this pass only
             [np.zeros((counts.shape[0], 1), np.uint64), np.cumsum(counts, axis=1, dtype=np.uint64)],
             axis=1,
         )

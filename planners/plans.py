@@ -39,7 +39,7 @@ from dwellwise.planners.schedule import Geometry, PassSchedule
 
 MsgGenerator = Generator[Msg, Any, Any]
 
-ROW_OVERHEAD_WALL_S = 0.004
+ROW_OVERHEAD_WALL_S = 0.012
 """Prior for the software time per row (messages, file write), wall seconds; learned afterwards."""
 END_RESERVE_WALL_S = 0.05
 """Wall seconds kept free at the end for closing the run and the file."""
