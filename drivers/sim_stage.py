@@ -126,6 +126,7 @@ class SimStage(Device):
         self._rows_flown = 0
         self._busy = threading.Lock()
         self._stop_success = False
+        self._last_run_out_s = 0.0
 
     # -- Bluesky protocols -------------------------------------------------------------
     def read(self) -> dict:
@@ -169,6 +170,7 @@ class SimStage(Device):
 
     def forget_rows(self, keys: Iterable[tuple[int, int]] | None = None) -> None:
         """Forget which (pass, row) were flown (a new scan starts; ``None`` forgets all)."""
+        self._last_run_out_s = 0.0
         if keys is None:
             self._flown.clear()
         else:
@@ -220,8 +222,12 @@ class SimStage(Device):
             x_end = row.x[-1] + half + prof.run_out_mm[0]
         started = clock.now()
         approach = transition_time(
-            x_start - float(self.x.position), row.y - float(self.y.position), kin
+            x_start - float(self.x.position),
+            row.y - float(self.y.position),
+            kin,
+            overlap_s=self._last_run_out_s + float(prof.run_up_s[0]),
         )
+        self._last_run_out_s = 0.0
         approach += float(self.faults.stall_s.get(n, 0.0))
         if not clock.sleep(approach, self._stop):
             raise RowInterrupted(f"row {row.row} of pass {row.pass_number} stopped on approach")
@@ -247,6 +253,7 @@ class SimStage(Device):
             self.x.place(x_start + (x_end - x_start) * min(1.0, (clock.now() - t0) / duration))
             raise RowInterrupted(f"row {row.row} of pass {row.pass_number} stopped; not recorded")
         self.x.place(x_end)
+        self._last_run_out_s = float(prof.run_out_s[0])
         for listener in self._listeners:
             listener.row_finished(gates)
         self._flown.add(row.key)

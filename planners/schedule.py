@@ -1,9 +1,9 @@
 """The rows of a pass in travel order, their predicted times, and re-planning to fit a budget.
 
 A pass flies its rows serpentine: each row starts at the end nearest to where the stage is.
-Before a row the stage moves from the previous row's run-out end to this row's run-up start
-(x and y together: the longer of the two point-to-point moves, plus the settle time after a y
-step), then flies the row (:func:`~dwellwise.simulators.kinematics.row_profiles`). This is the
+Between rows the stage moves x from the previous row's run-out end to this row's run-up start
+while y steps one pitch and settles; the y step may overlap the run-out and the run-up (a U-turn,
+:func:`~dwellwise.simulators.moves.transition_time`). Then it flies the row (:func:`~dwellwise.simulators.kinematics.row_profiles`). This is the
 same motion the simulated stage performs, so predicted and realized times differ only by what
 the software adds, which the governor learns (:class:`~dwellwise.planners.budget.OverheadTracker`).
 """
@@ -41,21 +41,34 @@ class Geometry:
         return self.origin[1] + self.pixel_size * np.arange(self.shape[0])
 
 
-def row_endpoints(
-    geom: Geometry, rows: np.ndarray, reverse: np.ndarray, dwell: np.ndarray, kin: Kinematics
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run-up start x, run-out end x (mm) and flight time (s) of rows ``(n,)`` with their dwell
-    ``(n, W)`` and directions."""
-    prof = row_profiles(dwell, _pitch(geom), kin, reverse=reverse)
+@dataclass(frozen=True)
+class RowEnds:
+    """Where rows start and end, and how long they fly (arrays over rows)."""
+
+    start_x: np.ndarray
+    """Run-up start, mm."""
+    end_x: np.ndarray
+    """Run-out end, mm."""
+    flight_s: np.ndarray
+    """Run-up + pixels + run-out, seconds."""
+    run_up_s: np.ndarray
+    """Run-up time, seconds."""
+    run_out_s: np.ndarray
+    """Run-out time, seconds."""
+
+
+def row_ends(geom: Geometry, reverse: np.ndarray, dwell: np.ndarray, kin: Kinematics) -> RowEnds:
+    """Ends and flight times of rows with dwell ``(n, W)`` flown in the given directions."""
+    prof = row_profiles(dwell, geom.pixel_size, kin, reverse=reverse)
     half = geom.pixel_size / 2
     left, right = geom.xs[0] - half, geom.xs[-1] + half
-    start = np.where(reverse, right + prof.run_up_mm, left - prof.run_up_mm)
-    end = np.where(reverse, left - prof.run_out_mm, right + prof.run_out_mm)
-    return start, end, prof.duration_s
-
-
-def _pitch(geom: Geometry) -> float:
-    return geom.pixel_size
+    return RowEnds(
+        start_x=np.where(reverse, right + prof.run_up_mm, left - prof.run_up_mm),
+        end_x=np.where(reverse, left - prof.run_out_mm, right + prof.run_out_mm),
+        flight_s=prof.duration_s,
+        run_up_s=prof.run_up_s,
+        run_out_s=prof.run_out_s,
+    )
 
 
 class PassSchedule:
@@ -113,27 +126,26 @@ class PassSchedule:
         if order.size == 0:
             return np.zeros(0)
         d = self.dwell[order] if dwell is None else dwell
-        reverse = self.reverse[j0:]
-        start, end, flight = row_endpoints(self.geom, order, reverse, d, self.kin)
+        ends = row_ends(self.geom, self.reverse[j0:], d, self.kin)
         ys = self.geom.ys[order]
         if j0 == 0:
-            prev_x, prev_y = self.start_xy
+            (prev_x, prev_y), prev_out = self.start_xy, 0.0
         else:
             p = self.order[j0 - 1 : j0]
-            _, prev_end, _ = row_endpoints(
-                self.geom, p, self.reverse[j0 - 1 : j0], self.dwell[p], self.kin
-            )
-            prev_x, prev_y = float(prev_end[0]), float(self.geom.ys[p[0]])
-        from_x = np.concatenate([[prev_x], end[:-1]])
+            prev = row_ends(self.geom, self.reverse[j0 - 1 : j0], self.dwell[p], self.kin)
+            prev_x, prev_y = float(prev.end_x[0]), float(self.geom.ys[p[0]])
+            prev_out = float(prev.run_out_s[0])
+        from_x = np.concatenate([[prev_x], ends.end_x[:-1]])
         from_y = np.concatenate([[prev_y], ys[:-1]])
-        return transition_time(start - from_x, ys - from_y, self.kin) + flight
+        overlap = np.concatenate([[prev_out], ends.run_out_s[:-1]]) + ends.run_up_s
+        return transition_time(ends.start_x - from_x, ys - from_y, self.kin, overlap) + ends.flight_s
 
     def end_xy(self) -> tuple[float, float]:
         """Where the stage rests after the last row, mm."""
         j = self.rows - 1
         p = self.order[j : j + 1]
-        _, end, _ = row_endpoints(self.geom, p, self.reverse[j:], self.dwell[p], self.kin)
-        return float(end[0]), float(self.geom.ys[p[0]])
+        ends = row_ends(self.geom, self.reverse[j:], self.dwell[p], self.kin)
+        return float(ends.end_x[0]), float(self.geom.ys[p[0]])
 
     def fit_remaining(
         self, j0: int, available_s: float, overhead_per_row_s: float, tol: float = 2e-3

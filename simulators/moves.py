@@ -6,9 +6,19 @@ import numpy as np
 from dwellwise.simulators.kinematics import Kinematics
 
 
-def transition_time(dx: np.ndarray | float, dy: np.ndarray | float, kin: Kinematics):
-    """Time (s) of a move by ``dx``, ``dy`` mm with both axes moving together from rest to rest,
-    plus the settle time when y moves."""
+def transition_time(
+    dx: np.ndarray | float,
+    dy: np.ndarray | float,
+    kin: Kinematics,
+    overlap_s: np.ndarray | float = 0.0,
+):
+    """Time (s) between one row's run-out end and the next row's run-up start.
+
+    x moves ``dx`` mm from rest to rest. y moves ``dy`` mm and settles; it may start when the beam
+    leaves the previous row and must be done when it enters the next one, so it can overlap the
+    run-out and run-up (``overlap_s`` seconds together) — the usual U-turn of a serpentine fly
+    scan."""
     dx, dy = np.abs(np.asarray(dx, dtype=float)), np.abs(np.asarray(dy, dtype=float))
-    t = np.maximum(kin.move_time(dx), kin.move_time(dy)) + np.where(dy > 0, kin.settle_s, 0.0)
+    y_time = kin.move_time(dy) + np.where(dy > 0, kin.settle_s, 0.0)
+    t = np.maximum(kin.move_time(dx), np.maximum(y_time - np.asarray(overlap_s, float), 0.0))
     return float(t) if t.ndim == 0 else t

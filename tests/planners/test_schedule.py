@@ -34,7 +34,7 @@ def test_prediction_is_the_sum_of_its_rows_and_includes_turnarounds():
     np.testing.assert_allclose(s.predicted_s(5), rows[5:])  # mid-pass view agrees
     # pixel time is a lower bound: a row takes at least its dwell plus run-up and run-out
     assert np.all(rows > s.dwell[s.order].sum(axis=1))
-    # the step between rows costs at least the y move of one pitch
+    # a row takes at least its dwell plus the y step (alone, or hidden in the U-turn)
     assert np.all(rows[1:] >= s.dwell[s.order[1:]].sum(axis=1) + KIN.move_time(0.5))
 
 
