@@ -55,6 +55,8 @@ class CubeSetup:
     """Number of passes the file holds."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """Written to ``/xrfmap/scan_metadata``."""
+    resume: bool = False
+    """Reopen the existing file at ``path`` and go on writing it (an interrupted scan)."""
 
 
 class BeamPosition:
@@ -225,6 +227,13 @@ class SimSDD(Device):
     def prepare(self, setup: CubeSetup) -> Status:
         """Open the cube file for a mapping scan (closing any previous one)."""
         self.close_file()
+        if setup.resume:
+            self.writer = CubeWriter.reopen(setup.path)
+            if self.writer.shape != tuple(setup.shape):
+                self.close_file()
+                raise ValueError(f"{setup.path} holds a {self.writer.shape} scan, not {setup.shape}")
+            self.writer.set_status("running")
+            return self._prepared(setup)
         rates, roi = self.beam.truth(setup.shape, setup.pixel_size, setup.origin)
         self.writer = CubeWriter(
             setup.path,
@@ -238,6 +247,9 @@ class SimSDD(Device):
             truth={"rates": rates, "roi_rates": roi, "elements": self.elements},
             metadata=setup.metadata,
         )
+        return self._prepared(setup)
+
+    def _prepared(self, setup: CubeSetup) -> Status:
         self.setup = setup
         self._pending.clear()
         self._pages.clear()
@@ -305,6 +317,16 @@ class SimSDD(Device):
         self._assets.append(
             ("stream_datum", resource.compose_stream_datum(StreamRange(start=start, stop=start + w)))
         )
+
+    def set_planned_dwell(self, pass_number: int, dwell: np.ndarray) -> None:
+        """Record a pass's planned dwell map in the cube file (before its first row)."""
+        if self.writer is not None:
+            self.writer.set_planned_dwell(pass_number, dwell)
+
+    def set_budget_used(self, seconds: float) -> None:
+        """Record the instrument time used so far in the cube file."""
+        if self.writer is not None:
+            self.writer.set_budget_used(seconds)
 
     def set_scan_status(self, status: str) -> None:
         """Record the scan's final state in the cube file (``completed``, ``aborted`` ...)."""

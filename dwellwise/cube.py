@@ -108,10 +108,37 @@ class CubeWriter:
         pos.create_dataset("pos", data=np.stack([xx, yy]))
         pos.create_dataset("name", data=["x_pos", "y_pos"], dtype=STRING)
         entry.create_dataset("scan_status", data=np.bytes_(b"running".ljust(STATUS_BYTES)))
+        entry.create_dataset("budget_used_s", data=0.0).attrs["units"] = "s"
         meta = f.create_group("xrfmap/scan_metadata")
         for key, value in (metadata or {}).items():
             meta.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
         f.swmr_mode = True
+
+    @classmethod
+    def reopen(cls, path: str | Path) -> CubeWriter:
+        """Open an existing cube file to go on writing it (resuming an interrupted scan)."""
+        path = Path(path)
+        try:
+            f = h5py.File(path, "r+", libver="latest")
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot reopen the cube file ({exc})") from None
+        missing = [name for name in (*REQUIRED, "entry/rois/windows", "entry/passes") if name not in f]
+        if missing:
+            f.close()
+            raise ValueError(f"{path}: not a dwellwise cube file, missing {', '.join(missing)}")
+        self = cls.__new__(cls)
+        self.path = path
+        self._f = f
+        self.shape = tuple(f["entry/data/live_time"].shape)
+        self.roi_windows = f["entry/rois/windows"][...].astype(np.int64)
+        f.swmr_mode = True
+        return self
+
+    def set_budget_used(self, seconds: float) -> None:
+        """Record the instrument time the scan has used so far (for resuming after a crash)."""
+        if "entry/budget_used_s" in self._f:
+            self._f["entry/budget_used_s"][()] = float(seconds)
+            self._f.flush()
 
     def set_planned_dwell(self, pass_number: int, dwell: np.ndarray) -> None:
         """Record the planned dwell map of a pass, seconds ``(H, W)``."""

@@ -13,6 +13,7 @@ The argument checks run when the plan is created, before anything moves: a bad r
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
@@ -35,9 +36,11 @@ from dwellwise.planners.request import (
     parse_request,
     resolve_weights,
 )
+from dwellwise.planners.resume import ResumeState, read_resume_state
 from dwellwise.planners.schedule import Geometry, PassSchedule
 
 MsgGenerator = Generator[Msg, Any, Any]
+log = logging.getLogger(__name__)
 
 ROW_OVERHEAD_WALL_S = 0.012
 """Prior for the software time per row (messages, file write), wall seconds; learned afterwards."""
@@ -172,9 +175,9 @@ class _FlyScan:
     def schedule(self, k: int, dwell: np.ndarray, start_xy) -> PassSchedule:
         return PassSchedule(k, self.geom, dwell, self.kin, start_xy=start_xy, min_dwell=self.min_dwell)
 
-    def plan_adaptive(self, req: AdaptiveRequest) -> None:
-        """Check that the first pass plus the cheapest later passes fit the budget; choose the
-        compute deadline."""
+    def plan_adaptive(self, req: AdaptiveRequest, check: bool = True) -> None:
+        """Check that the first pass plus the cheapest later passes fit the budget (``check``);
+        choose the compute deadline."""
         first = self.schedule(1, np.full(self.geom.shape, req.t0), self.start_xy())
         pass1 = float(first.predicted_s().sum())
         later = self.schedule(2, np.full(self.geom.shape, self.min_dwell), first.end_xy())
@@ -182,7 +185,7 @@ class _FlyScan:
         per_later = self.min_pass_s + self.fallback_s
         needed = pass1 + self.rows * self.overhead.margin_s() + self.end_reserve_s
         needed += (req.passes - 1) * per_later
-        if req.budget < needed:
+        if check and req.budget < needed:
             other = "fewer passes or a smaller region"
             if req.t0 > self.min_dwell * 1.001:
                 other = f"a shorter t0 (down to {self.min_dwell * 1e3:.4g} ms), " + other
@@ -192,7 +195,7 @@ class _FlyScan:
                 f"{per_later:.4g} s each; the smallest budget that fits is {needed:.4g} s "
                 f"(or ask for {other})"
             )
-        spare = req.budget - needed
+        spare = max(0.0, req.budget - needed)
         if req.deadline is not None:
             self.deadline_s = min(req.deadline, spare / max(1, req.passes - 1) + self.fallback_s)
         else:
@@ -215,9 +218,10 @@ class _FlyScan:
         first_dwell: float,
         budget: float | None,
         adaptive: AdaptiveRequest | None = None,
+        resume: ResumeState | None = None,
     ) -> MsgGenerator:
         timer = TimeBudget(budget, self.clock) if budget is not None else None
-        plan = self._scan(request, dict(md or {}), first_dwell, timer, adaptive)
+        plan = self._scan(request, dict(md or {}), first_dwell, timer, adaptive, resume)
         return bpp.stage_wrapper(plan, [self.sdd])
 
     def _start_md(self, request: dict, md: dict) -> dict:
@@ -261,11 +265,14 @@ class _FlyScan:
         first_dwell: float,
         timer: TimeBudget | None,
         adaptive: AdaptiveRequest | None,
+        resume: ResumeState | None = None,
     ) -> MsgGenerator:
         if timer is not None:
-            timer.start()
+            timer.start(self.clock.now() - (resume.budget_used_s if resume else 0.0))
         self.stage.forget_rows()
         start_md = self._start_md(request, md)
+        if resume is not None:
+            start_md["resumed_from"] = {"budget_used_s": resume.budget_used_s, "pass": resume.pass_number}
         yield from bps.open_run(start_md)
         status = "failed"
         try:
@@ -282,22 +289,38 @@ class _FlyScan:
                         "request": start_md["request"],
                         "planned_times": self.planned,
                     },
+                    resume=resume is not None,
                 ),
                 wait=True,
             )
             yield from bps.declare_stream(self.sdd.pixels, name="primary", collect=True)
             yield from bps.declare_stream(self.sdd.spectra, name="spectra", collect=True)
-            sched = self.schedule(1, np.full(self.geom.shape, first_dwell), self.start_xy())
-            if timer is not None and adaptive is None:  # budget raster: fill what is left
-                sched.fit_remaining(0, timer.left_s() - self.end_reserve_s, self.overhead.margin_s())
-            going = yield from self._fly_pass(sched, timer, _fixed_allocation(np.full(self.geom.shape, first_dwell)))
-            for k in range(2, self.passes + 1):
+            if resume is None:
+                sched = self.schedule(1, np.full(self.geom.shape, first_dwell), self.start_xy())
+                if timer is not None and adaptive is None:  # budget raster: fill what is left
+                    sched.fit_remaining(
+                        0, timer.left_s() - self.end_reserve_s, self.overhead.margin_s()
+                    )
+                alloc = _fixed_allocation(sched.dwell)
+            elif resume.planned is None and resume.pass_number == 1:  # stopped before any row
+                sched = self.schedule(1, np.full(self.geom.shape, first_dwell), self.start_xy())
+                alloc = _fixed_allocation(sched.dwell)
+            else:
+                sched, alloc = resume.schedule(self), _fixed_allocation(resume.planned, "resumed")
+            going = True
+            if sched is not None:
+                going = yield from self._fly_pass(sched, timer, alloc)
+            end_xy = sched.end_xy() if sched is not None and sched.rows else self.start_xy()
+            first_next = (sched.pass_number if sched is not None else resume.pass_number - 1) + 1
+            for k in range(first_next, self.passes + 1):
                 if not going or adaptive is None:
                     break
-                alloc, sched = yield from self._plan_next_pass(k, adaptive, timer, sched.end_xy())
+                alloc, sched = yield from self._plan_next_pass(k, adaptive, timer, end_xy)
                 if sched is None:
+                    log.warning("pass %d skipped: not even its shortest dwell fits the budget", k)
                     break
                 going = yield from self._fly_pass(sched, timer, alloc)
+                end_xy = sched.end_xy()
             status = "completed"
         except GeneratorExit:
             status = "aborted"
@@ -362,6 +385,7 @@ class _FlyScan:
         replans = 0
         done = 0
         finished = True
+        self.sdd.set_planned_dwell(k, sched.dwell)
         mark = self.clock.now()
         for j in range(sched.rows):
             yield from bps.checkpoint()
@@ -392,6 +416,7 @@ class _FlyScan:
             done += 1
             now = self.clock.now()
             used = timer.used_s() if timer else now - pass_start
+            self.sdd.set_budget_used(used)
             self.timeline.record(
                 pass_number=k,
                 row=row.row,
@@ -458,3 +483,35 @@ def _read_record(record, stream: str) -> MsgGenerator:
     yield from bps.create(name=stream)
     yield from bps.read(record)
     yield from bps.save()
+
+
+def resume_scan(stage, sdd, *, cube_file: str | Path, md: Mapping[str, Any] | None = None) -> MsgGenerator:
+    """Go on with an interrupted scan from the first incomplete row of its cube file.
+
+    The budget already spent (recorded in the file row by row) is counted; rows already recorded
+    are never measured again, so when the scan completes every pixel has exactly the dwell it
+    should have."""
+    state = read_resume_state(cube_file)
+    req = state.request
+    region = {k: req[k] for k in ("pixel_size",) if k in req}
+    region.update(shape=tuple(req["shape"]), origin=tuple(req.get("origin", (0.0, 0.0))))
+    adaptive = None
+    if state.plan_name == "adaptive_scan":
+        adaptive = parse_request(
+            AdaptiveRequest, **{k: v for k, v in req.items() if k in AdaptiveRequest.model_fields}
+        )
+        scan = _FlyScan(stage, sdd, adaptive.geometry(), passes=adaptive.passes, plan_name=state.plan_name)
+        scan.plan_adaptive(adaptive, check=False)
+        budget, first = adaptive.budget, adaptive.t0
+    elif state.plan_name in ("raster_scan", "budget_raster_scan"):
+        raster = parse_request(RasterRequest, dwell=req["dwell"], **region)
+        scan = _FlyScan(stage, sdd, raster.geometry(), passes=1, plan_name=state.plan_name)
+        budget, first = req.get("budget"), raster.dwell
+    else:
+        raise ScanRefused(f"{cube_file}: cannot resume a {state.plan_name!r} scan")
+    if state.finished:
+        raise ScanRefused(f"{cube_file}: every pass is complete; nothing to resume")
+    scan._path = Path(cube_file)
+    scan.roi_counts[...] = state.roi_counts
+    scan.live_time[...] = state.live_time
+    return scan.run(req, md, first_dwell=first, budget=budget, adaptive=adaptive, resume=state)

@@ -83,6 +83,7 @@ class PassSchedule:
         *,
         start_xy: tuple[float, float],
         min_dwell: float,
+        skip_rows: np.ndarray | None = None,
     ) -> None:
         h, w = geom.shape
         self.pass_number = pass_number
@@ -95,11 +96,14 @@ class PassSchedule:
         """The dwell map as first planned (re-planning rescales it, keeping its shape)."""
         y_start = float(start_xy[1])
         bottom_first = abs(y_start - geom.ys[0]) <= abs(y_start - geom.ys[-1])
-        self.order = np.arange(h) if bottom_first else np.arange(h)[::-1]
+        order = np.arange(h) if bottom_first else np.arange(h)[::-1]
+        if skip_rows is not None:  # rows already recorded (resuming a pass)
+            order = order[~np.asarray(skip_rows, dtype=bool)[order]]
+        self.order = order
         """Row indices in travel order."""
         centre = (geom.xs[0] + geom.xs[-1]) / 2
         first_reverse = float(start_xy[0]) > centre
-        self.reverse = (np.arange(h) % 2 == 1) ^ first_reverse
+        self.reverse = (np.arange(order.size) % 2 == 1) ^ first_reverse
         """Direction of each row in travel order (True: from the last column to the first)."""
         self.start_xy = (float(start_xy[0]), float(start_xy[1]))
 
