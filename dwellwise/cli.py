@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dwellwise.cliargs import UsageError, duration_arg, positive_float_arg, shape_arg
+from dwellwise.daemon.cli import add_daemon_parsers, cmd_console, cmd_serve
 from dwellwise.scan_cli import add_scan_parser, cmd_scan
 
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--png", type=Path, default=None, help="also save the element maps as PNG")
     sim.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_scan_parser(sub)
+    add_daemon_parsers(sub)
     bench = sub.add_parser("bench", help="run a benchmark and record it in benchmarks/RESULTS.md")
     bench.add_argument(
         "which", choices=["simulator", "dwell", "acquisition"], help="which benchmark"
@@ -109,7 +111,13 @@ def _progress_bar(label: str):
     return show
 
 
-COMMANDS = {"simulate": cmd_simulate, "scan": cmd_scan, "bench": cmd_bench}
+COMMANDS = {
+    "simulate": cmd_simulate,
+    "scan": cmd_scan,
+    "bench": cmd_bench,
+    "serve": cmd_serve,
+    "console": cmd_console,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
