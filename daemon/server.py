@@ -112,6 +112,7 @@ class Daemon:
         self._push = threading.local()
         self._broadcaster: Broadcaster | None = None
         self._log_handler: EventLogHandler | None = None
+        self._log_level = logging.NOTSET
         self._executor: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
 
@@ -138,7 +139,11 @@ class Daemon:
         self._broadcaster = Broadcaster(self._events_sock, self._documents_sock)
         self._broadcaster.start()
         self._log_handler = EventLogHandler(self._broadcaster)
-        logging.getLogger("dwellwise").addHandler(self._log_handler)
+        package_log = logging.getLogger("dwellwise")
+        package_log.addHandler(self._log_handler)
+        self._log_level = package_log.level
+        if package_log.getEffectiveLevel() > logging.INFO:  # the log topic carries INFO and up
+            package_log.setLevel(logging.INFO)
         self.runner = Runner(
             self.ledger,
             on_document=self._broadcaster.document,
@@ -317,7 +322,9 @@ class Daemon:
             log.info("dwellwise daemon stopped")
         finally:
             if self._log_handler is not None:
-                logging.getLogger("dwellwise").removeHandler(self._log_handler)
+                package_log = logging.getLogger("dwellwise")
+                package_log.removeHandler(self._log_handler)
+                package_log.setLevel(self._log_level)
             if self._broadcaster is not None:
                 self._broadcaster.close()
             if self.ledger is not None:
