@@ -95,7 +95,7 @@ def add_daemon_parsers(sub) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from dwellwise.daemon.addresses import AddressError
+    from dwellwise.daemon.addresses import AddressError, check_bind
     from dwellwise.daemon.config import ConfigError, load_config
     from dwellwise.daemon.server import Daemon, configure_logging
 
@@ -109,6 +109,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    if not config.daemon.insecure:  # refuse before logging is set up (the daemon re-checks)
+        for what in ("control", "events", "documents"):
+            try:
+                check_bind(getattr(config.daemon, what), insecure=False, what=what)
+            except AddressError as exc:
+                raise UsageError(str(exc)) from None
     configure_logging(logging.DEBUG if args.debug else logging.INFO)
     daemon = Daemon(config)
     try:
