@@ -176,7 +176,7 @@ def cmd_watch(args, client: ControlClient, out: TextIO) -> int:
                     bar.finish()
                     raise
         job = client.call("job", job_id=job_id)
-        bar.draw(job, force=True)
+        bar.draw(job)
         bar.finish()
         print(summary(job), file=out)
         return EXIT_OK if job["state"] == "completed" else EXIT_REFUSED
@@ -258,7 +258,7 @@ class ProgressBar:
         self._last_key: tuple[int, int] | None = None
         self._drawn = False
 
-    def draw(self, p: dict[str, Any], force: bool = False) -> None:
+    def draw(self, p: dict[str, Any]) -> None:
         line = progress_line(p)
         total = max(1, int(p.get("rows_total") or 1))
         key = (int(p.get("pass_number") or 0), (10 * int(p.get("rows_done") or 0)) // total)
@@ -266,7 +266,7 @@ class ProgressBar:
             self.out.write("\r" + line + "\x1b[K")
             self.out.flush()
             self._drawn = True
-        elif force or key != self._last_key:
+        elif key != self._last_key:
             self._last_key = key
             self.out.write(line + "\n")
             self.out.flush()

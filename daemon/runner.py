@@ -161,6 +161,7 @@ class Runner:
                 passes=scan.passes,
                 budget_s=scan.budget_s,
             )
+            log.info("job %s: queued (%s, %s)", job.job_id, scan.request.mode, scan.cube_file.name)
             self._queue.append(scan)
             self._cv.notify_all()
         self.on_job(job)

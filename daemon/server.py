@@ -113,6 +113,7 @@ class Daemon:
         self._broadcaster: Broadcaster | None = None
         self._log_handler: EventLogHandler | None = None
         self._log_level = logging.NOTSET
+        self._refused = 0
         self._executor: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
 
@@ -241,6 +242,9 @@ class Daemon:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + interval
                     self.publish_status()
+                    if self._refused:  # one line, however many there were
+                        log.info("refused %d malformed request(s) since the last report", self._refused)
+                        self._refused = 0
         except Exception:
             log.exception("the control loop failed; shutting down")
         finally:
@@ -267,7 +271,8 @@ class Daemon:
         try:
             method, params = parse_request(raw)
         except RequestError as exc:
-            log.info("refused a request: %s", exc)
+            self._refused += 1
+            log.debug("refused a request: %s", exc)
             self._reply(envelope, error_reply(str(exc)))
             return
         if method == "submit":
@@ -391,7 +396,6 @@ class Daemon:
         except RunnerError as exc:
             return error_reply(str(exc))
         queued = self.runner.snapshot()["queue_length"]
-        log.info("job %s: queued (%s, %s)", job.job_id, request.mode, scan.cube_file.name)
         return ok_reply(
             f"job {job.job_id} queued ({queued} waiting)",
             job_id=job.job_id,
