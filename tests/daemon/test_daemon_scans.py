@@ -87,7 +87,8 @@ def test_events_progress_and_job_changes(daemon, client):
     assert job_states == ["queued", "running", "completed"]
     progress = [p for p in seen["progress"] if p["job_id"] == job_id]
     rows = [p for p in progress if p["rows_done"] > 0]
-    assert len(rows) >= 8
+    counts = [p["rows_done_all"] for p in rows]
+    assert counts and counts == sorted(counts) and set(counts) == set(range(1, counts[-1] + 1))
     last = rows[-1]
     for key in ("pass_number", "rows_done", "rows_total", "used_s", "left_s", "eta_s", "count_rate"):
         assert key in last
@@ -121,11 +122,8 @@ def test_pause_and_resume(client, daemon):
 def test_abort_running(client):
     wait_idle(client)
     job_id = client.call("submit", **SLOW)["job_id"]
-    job = wait_state(client, job_id, ("running",))
-    deadline = time.monotonic() + 10
-    while job["rows_done_all"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-        job = client.call("job", job_id=job_id)
+    wait_state(client, job_id, ("running",))
+    time.sleep(0.1)
     t = time.perf_counter()
     reply = client.request("abort")
     assert reply["success"] and "aborted" in reply["msg"]
@@ -134,7 +132,8 @@ def test_abort_running(client):
     assert job["state"] == "aborted" and "aborted by the operator" in job["error"]
     with h5py.File(job["cube_file"], "r") as f:
         assert bytes(f["entry/scan_status"][()]).decode().strip() == "aborted"
-        assert f["entry/passes/1/rows_complete"][...].sum() >= 2  # measured rows stay
+        in_file = sum(int(f[f"entry/passes/{n}/rows_complete"][...].sum()) for n in f["entry/passes"])
+    assert in_file >= job["rows_done_all"]  # every row the ledger counted is in the file
 
 
 def test_abort_paused(client):
@@ -152,10 +151,13 @@ def test_abort_paused(client):
 def test_queue_is_fifo_and_a_queued_job_can_be_dropped(client):
     wait_idle(client)
     first = client.call("submit", **SLOW)["job_id"]
+    wait_state(client, first, ("running",))
+    client.call("pause")  # hold it, so that the others stay queued
     second = client.call("submit", **SMALL)["job_id"]
     third = client.call("submit", **SMALL)["job_id"]
+    wait_state(client, first, ("paused",))
     st = client.call("status")
-    assert st["queued"][-2:] == [second, third] or st["queued"][-1:] == [third]
+    assert st["current_job"] == first and st["queued"] == [second, third]
     reply = client.request("pause", {"job_id": third})
     assert not reply["success"] and "queued" in reply["msg"]
     reply = client.request("abort", {"job_id": third})
