@@ -142,44 +142,55 @@ def _simple(client: ControlClient, method: str, args, out: TextIO) -> int:
 
 
 def cmd_watch(args, client: ControlClient, out: TextIO) -> int:
-    events_address = args.events or _events_address(client)
     err = sys.stderr if out is sys.stdout else out
-    with EventStream(events_address, topics=("progress", "job")) as events:
-        job_id = args.job_id
+    job = watch(client, args.job_id, events=args.events, bar_out=err)
+    if job is None:
+        print("no job is running or queued", file=out)
+        return EXIT_OK
+    print(summary(job), file=out)
+    return EXIT_OK if job["state"] == "completed" else EXIT_REFUSED
+
+
+def watch(
+    client: ControlClient,
+    job_id: str | None = None,
+    *,
+    events: str | None = None,
+    bar_out: TextIO | None = None,
+) -> dict[str, Any] | None:
+    """Follow ``job_id`` (default: the current or next queued job) with a progress bar on
+    ``bar_out`` until it ends; returns its final record, or ``None`` if there is no job."""
+    bar = ProgressBar(bar_out or sys.stderr)
+    with EventStream(events or _events_address(client), topics=("progress", "job")) as stream:
         if job_id is None:
             st = client.call("status")
             job_id = st.get("current_job") or next(iter(st.get("queued") or []), None)
             if job_id is None:
-                print("no job is running or queued", file=out)
-                return EXIT_OK
-        bar = ProgressBar(err)
+                return None
         job = client.call("job", job_id=job_id)
         next_poll = time.monotonic() + POLL_S
-        while job["state"] not in FINAL_STATES:
-            if job.get("rows_total"):
-                bar.draw(job)
-            event = events.next(timeout=0.5)
-            if event is not None:
-                topic, payload = event
-                if payload.get("job_id") != job_id:
-                    continue
-                if topic == "progress":
-                    job = {**job, **{k: v for k, v in payload.items() if k != "time"}}
+        try:
+            while job["state"] not in FINAL_STATES:
+                if job.get("rows_total"):
                     bar.draw(job)
-                    continue
-                job = {**job, **payload}
-            if event is None or time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + POLL_S
-                try:
+                event = stream.next(timeout=0.5)
+                if event is not None:
+                    topic, payload = event
+                    if payload.get("job_id") != job_id:
+                        continue
+                    if topic == "progress":
+                        job = {**job, **{k: v for k, v in payload.items() if k != "time"}}
+                        bar.draw(job)
+                        continue
+                    job = {**job, **payload}
+                if event is None or time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + POLL_S
                     job = client.call("job", job_id=job_id)
-                except DaemonUnreachable:
-                    bar.finish()
-                    raise
-        job = client.call("job", job_id=job_id)
-        bar.draw(job)
-        bar.finish()
-        print(summary(job), file=out)
-        return EXIT_OK if job["state"] == "completed" else EXIT_REFUSED
+            job = client.call("job", job_id=job_id)
+            bar.draw(job)
+        finally:
+            bar.finish()
+    return job
 
 
 COMMANDS = {
