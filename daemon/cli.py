@@ -66,7 +66,9 @@ def add_daemon_parsers(sub) -> None:
     submit.add_argument("--passes", type=int, default=None, help="passes in adaptive mode")
     submit.add_argument("--weights", default=None, help="Fe_K=2,Pb_L=1 or one number per element")
     submit.add_argument("--mode", choices=["adaptive", "raster"], default=None)
-    submit.add_argument("--speedup", type=positive_float_arg, default=None, help="simulated speedup")
+    submit.add_argument(
+        "--speedup", type=positive_float_arg, default=None, help="simulated speedup"
+    )
     submit.add_argument("--seed", type=int, default=None, help="random seed of the simulation")
     submit.add_argument(
         "--analysis", action="store_true", default=None, help="analyse the finished cube"

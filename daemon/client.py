@@ -35,13 +35,19 @@ class ControlClient:
     """Sends control requests and waits (bounded) for the replies."""
 
     def __init__(
-        self, address: str = DEFAULT_CONTROL, *, timeout: float = 5.0, context: zmq.Context | None = None
+        self,
+        address: str = DEFAULT_CONTROL,
+        *,
+        timeout: float = 5.0,
+        context: zmq.Context | None = None,
     ) -> None:
         self.address = address
         self.timeout = float(timeout)
         self._ctx = context or zmq.Context.instance()
 
-    def request(self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+    def request(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
         """The whole reply ``{"success", "msg", "result"}`` of one request."""
         body = json.dumps({"method": method, "params": params or {}}).encode()
         return self.request_raw(body, timeout=timeout)
@@ -67,7 +73,9 @@ class ControlClient:
         try:
             reply = json.loads(data)
         except ValueError:
-            raise DaemonUnreachable(f"the daemon at {self.address} answered something that is not JSON") from None
+            raise DaemonUnreachable(
+                f"the daemon at {self.address} answered something that is not JSON"
+            ) from None
         if not isinstance(reply, dict) or "success" not in reply:
             raise DaemonUnreachable(f"the peer at {self.address} is not a dwellwise daemon")
         return reply

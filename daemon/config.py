@@ -188,5 +188,7 @@ def _config_errors(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             parts.append(f"{loc}: unknown key")
         else:
-            parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})")
+            parts.append(
+                f"{loc}: {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
+            )
     return "; ".join(parts)

@@ -92,7 +92,10 @@ def cmd_jobs(args, client: ControlClient, out: TextIO) -> int:
     if not jobs:
         print("no jobs", file=out)
         return EXIT_OK
-    print(f"{'job':<23} {'state':<11} {'mode':<8} {'scene':<10} {'shape':>7} {'used/budget s':>14}  policy", file=out)
+    print(
+        f"{'job':<23} {'state':<11} {'mode':<8} {'scene':<10} {'shape':>7} {'used/budget s':>14}  policy",
+        file=out,
+    )
     for j in jobs:
         r = j["request"]
         shape = "x".join(str(v) for v in r.get("shape", []))

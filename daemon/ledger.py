@@ -263,7 +263,9 @@ def _update(db: sqlite3.Connection, job_id: str, fields: dict[str, Any]) -> None
     db.execute(f"UPDATE jobs SET {cols} WHERE job_id = ?", (*fields.values(), job_id))
 
 
-def _transition(db: sqlite3.Connection, job_id: str, state: JobState, now: float, note: str) -> None:
+def _transition(
+    db: sqlite3.Connection, job_id: str, state: JobState, now: float, note: str
+) -> None:
     db.execute(
         "INSERT INTO transitions (job_id, state, time, note) VALUES (?, ?, ?, ?)",
         (job_id, str(state), now, note),

@@ -277,7 +277,7 @@ def parse_object(obj: Any) -> tuple[str, BaseModel]:
     """A decoded JSON value -> (method, validated params); :class:`RequestError` otherwise."""
     if not isinstance(obj, dict):
         raise RequestError(
-            f"request must be a JSON object {{\"method\": ..., \"params\": {{...}}}}, "
+            f'request must be a JSON object {{"method": ..., "params": {{...}}}}, '
             f"got {_json_type(obj)}"
         )
     try:
@@ -286,9 +286,7 @@ def parse_object(obj: Any) -> tuple[str, BaseModel]:
         raise RequestError(f"bad request: {describe_errors(exc)}") from None
     model = METHODS.get(req.method)
     if model is None:
-        raise RequestError(
-            f"unknown method {_clip(req.method)!r}; methods: {', '.join(METHODS)}"
-        )
+        raise RequestError(f"unknown method {_clip(req.method)!r}; methods: {', '.join(METHODS)}")
     try:
         params = model.model_validate(req.params)
     except ValidationError as exc:
@@ -315,7 +313,8 @@ def describe_errors(exc: ValidationError) -> str:
 def _is_union_tag(part: Any) -> bool:
     """pydantic puts the member type of a union into the error location; leave it out."""
     return isinstance(part, str) and (
-        part.startswith(("list[", "dict[", "tuple[", "function-")) or part in ("str", "float", "int")
+        part.startswith(("list[", "dict[", "tuple[", "function-"))
+        or part in ("str", "float", "int")
     )
 
 

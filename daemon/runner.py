@@ -131,7 +131,9 @@ class Runner:
         if hard:
             self._hard_pause()
         for scan in queued:
-            self._record_state(scan.job_id, JobState.INTERRUPTED, error=f"{reason} before the job started")
+            self._record_state(
+                scan.job_id, JobState.INTERRUPTED, error=f"{reason} before the job started"
+            )
         if self._thread.is_alive():
             self._thread.join(timeout)
             if self._thread.is_alive():

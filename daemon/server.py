@@ -243,7 +243,9 @@ class Daemon:
                     next_beat = time.monotonic() + interval
                     self.publish_status()
                     if self._refused:  # one line, however many there were
-                        log.info("refused %d malformed request(s) since the last report", self._refused)
+                        log.info(
+                            "refused %d malformed request(s) since the last report", self._refused
+                        )
                         self._refused = 0
         except Exception:
             log.exception("the control loop failed; shutting down")
@@ -261,7 +263,9 @@ class Daemon:
             if envelope is None:
                 continue  # nothing to route a reply to
             if len(body) != 1:
-                self._reply(envelope, error_reply(f"a request is one frame of JSON, got {len(body)} frames"))
+                self._reply(
+                    envelope, error_reply(f"a request is one frame of JSON, got {len(body)} frames")
+                )
                 continue
             self._answer(envelope, body[0])
             if self._stop.is_set():

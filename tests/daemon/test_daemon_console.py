@@ -66,9 +66,18 @@ def test_console_submit_watch_jobs_job(daemon, client, capsys):
 def test_console_submit_from_file(daemon, client, tmp_path, capsys):
     wait_idle(client)
     request = tmp_path / "request.toml"
-    request.write_text('scene = "astronaut"\nshape = [8, 10]\nbudget = "40s"\nt0 = "5ms"\nspeedup = 50.0\n')
+    request.write_text(
+        'scene = "astronaut"\nshape = [8, 10]\nbudget = "40s"\nt0 = "5ms"\nspeedup = 50.0\n'
+    )
     address = daemon.addresses["control"]
-    assert main(console("submit", "--file", str(request), "--mode", "raster", "--address", address, "--json")) == 0
+    assert (
+        main(
+            console(
+                "submit", "--file", str(request), "--mode", "raster", "--address", address, "--json"
+            )
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     job = wait_state(client, result["job_id"])
     assert job["state"] == "completed" and job["request"]["mode"] == "raster" and job["passes"] == 1
@@ -76,7 +85,22 @@ def test_console_submit_from_file(daemon, client, tmp_path, capsys):
 
 def test_console_bad_requests(daemon, tmp_path, capsys):
     address = daemon.addresses["control"]
-    assert main(console("submit", "--address", address, "--budget", "2s", "--shape", "8x10", "--speedup", "50")) == 1
+    assert (
+        main(
+            console(
+                "submit",
+                "--address",
+                address,
+                "--budget",
+                "2s",
+                "--shape",
+                "8x10",
+                "--speedup",
+                "50",
+            )
+        )
+        == 1
+    )
     assert "smallest budget that fits" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text("budget = 40\ncolour = 'red'\n")
@@ -134,7 +158,9 @@ def _serve_once(tmp_path) -> tuple[str, int]:
         "--documents", f"tcp://127.0.0.1:{ports[2]}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     try:
         client = ControlClient(control, timeout=1.0)
         deadline = time.monotonic() + 60

@@ -21,7 +21,9 @@ def assert_still_serving(client: ControlClient) -> None:
 
 def test_ping(client):
     reply = client.request("ping")
-    assert reply["success"] and reply["msg"] == "pong" and set(reply) == {"success", "msg", "result"}
+    assert (
+        reply["success"] and reply["msg"] == "pong" and set(reply) == {"success", "msg", "result"}
+    )
 
 
 def test_status(client, daemon):
@@ -108,7 +110,10 @@ MALFORMED = [
     (b'{"method": "job", "params": {"job_id": 5}}', "job_id"),
     (b'{"method": "submit", "params": {"budget": "lots"}}', "budget"),
     (b'{"method": "submit", "params": {"budget": 60, "passes": "two"}}', "passes"),
-    (b'{"method": "submit", "params": {"budget": 60, "frobnicate": 1}}', "unknown field 'frobnicate'"),
+    (
+        b'{"method": "submit", "params": {"budget": 60, "frobnicate": 1}}',
+        "unknown field 'frobnicate'",
+    ),
     (b'{"method": "submit", "params": {"budget": 60, "passes": 99}}', "passes"),
     (b'{"method": "submit", "params": {"budget": 60, "shape": [8, -1]}}', "shape"),
     (b'{"method": "submit", "params": {"budget": 1e300}}', "budget"),
@@ -124,7 +129,9 @@ def test_malformed_input_answered_and_daemon_keeps_serving(client, body, expecte
 
 
 def test_oversize_request(client):
-    body = json.dumps({"method": "ping", "params": {"pad": "x" * (MAX_REQUEST_BYTES + 10)}}).encode()
+    body = json.dumps(
+        {"method": "ping", "params": {"pad": "x" * (MAX_REQUEST_BYTES + 10)}}
+    ).encode()
     reply = client.request_raw(body)
     assert not reply["success"] and "too large" in reply["msg"] and "1 MiB" in reply["msg"]
     assert_still_serving(client)

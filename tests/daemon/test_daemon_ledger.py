@@ -34,7 +34,11 @@ def test_records_jobs_and_every_transition(tmp_path):
 
 def test_leftover_jobs_become_interrupted_on_reopen(tmp_path):
     ledger = Ledger(tmp_path)
-    for job_id, state in [("a", JobState.RUNNING), ("b", JobState.PAUSED), ("c", JobState.COMPLETED)]:
+    for job_id, state in [
+        ("a", JobState.RUNNING),
+        ("b", JobState.PAUSED),
+        ("c", JobState.COMPLETED),
+    ]:
         ledger.add(job_id, REQUEST, tmp_path / f"{job_id}.h5")
         ledger.set_state(job_id, state)
     ledger.add("q", REQUEST, tmp_path / "q.h5")

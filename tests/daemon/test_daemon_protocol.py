@@ -39,7 +39,17 @@ def test_job_states():
 
 
 def test_methods():
-    assert set(METHODS) >= {"ping", "status", "submit", "jobs", "job", "pause", "resume", "abort", "shutdown"}
+    assert set(METHODS) >= {
+        "ping",
+        "status",
+        "submit",
+        "jobs",
+        "job",
+        "pause",
+        "resume",
+        "abort",
+        "shutdown",
+    }
 
 
 def test_scan_request_accepts_units_and_shapes():
@@ -67,14 +77,23 @@ def test_scan_request_accepts_units_and_shapes():
         (raw({"method": "ping", "id": 1}), "unknown field 'id'"),
         (raw({"method": "ping", "params": []}), "params"),
         (raw({"method": "ping", "params": {"x": 1}}), "unknown field 'x'"),
-        (raw({"method": "submit", "params": {"budget": 60, "colour": "red"}}), "unknown field 'colour'"),
+        (
+            raw({"method": "submit", "params": {"budget": 60, "colour": "red"}}),
+            "unknown field 'colour'",
+        ),
         (raw({"method": "submit", "params": {}}), "missing field 'budget'"),
         (raw({"method": "submit", "params": {"budget": "soon"}}), "budget"),
         (raw({"method": "submit", "params": {"budget": 60, "passes": "2"}}), "passes"),
         (raw({"method": "submit", "params": {"budget": 60, "passes": 2.5}}), "passes"),
-        (raw({"method": "submit", "params": {"budget": 60, "passes": 17}}), "passes: Input should be less than or equal to 16"),
+        (
+            raw({"method": "submit", "params": {"budget": 60, "passes": 17}}),
+            "passes: Input should be less than or equal to 16",
+        ),
         (raw({"method": "submit", "params": {"budget": 60, "passes": 0}}), "passes"),
-        (raw({"method": "submit", "params": {"budget": -5}}), "budget: Input should be greater than 0"),
+        (
+            raw({"method": "submit", "params": {"budget": -5}}),
+            "budget: Input should be greater than 0",
+        ),
         (raw({"method": "submit", "params": {"budget": 60, "shape": [0, 10]}}), "shape"),
         (raw({"method": "submit", "params": {"budget": 60, "shape": [8]}}), "shape must be [H, W]"),
         (raw({"method": "submit", "params": {"budget": 60, "pixel_size": 0}}), "pixel_size"),
@@ -96,7 +115,9 @@ def test_malformed_requests_name_the_problem(body, expected):
 
 def test_encode_handles_numpy_and_non_finite():
     np = pytest.importorskip("numpy")
-    data = json.loads(encode({"a": np.float64(1.5), "b": np.arange(3), "c": float("inf"), "d": (1, 2)}))
+    data = json.loads(
+        encode({"a": np.float64(1.5), "b": np.arange(3), "c": float("inf"), "d": (1, 2)})
+    )
     assert data == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": [1, 2]}
 
 

@@ -90,7 +90,15 @@ def test_events_progress_and_job_changes(daemon, client):
     counts = [p["rows_done_all"] for p in rows]
     assert counts and counts == sorted(counts) and set(counts) == set(range(1, counts[-1] + 1))
     last = rows[-1]
-    for key in ("pass_number", "rows_done", "rows_total", "used_s", "left_s", "eta_s", "count_rate"):
+    for key in (
+        "pass_number",
+        "rows_done",
+        "rows_total",
+        "used_s",
+        "left_s",
+        "eta_s",
+        "count_rate",
+    ):
         assert key in last
     assert last["rows_total"] == 8 and last["used_s"] > 0 and last["count_rate"] > 0
     assert any(p["state"] == "running" and p["current_job"] == job_id for p in seen["status"])
@@ -132,7 +140,9 @@ def test_abort_running(client):
     assert job["state"] == "aborted" and "aborted by the operator" in job["error"]
     with h5py.File(job["cube_file"], "r") as f:
         assert bytes(f["entry/scan_status"][()]).decode().strip() == "aborted"
-        in_file = sum(int(f[f"entry/passes/{n}/rows_complete"][...].sum()) for n in f["entry/passes"])
+        in_file = sum(
+            int(f[f"entry/passes/{n}/rows_complete"][...].sum()) for n in f["entry/passes"]
+        )
     assert in_file >= job["rows_done_all"]  # every row the ledger counted is in the file
 
 
