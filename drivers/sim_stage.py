@@ -121,12 +121,15 @@ class SimStage(Device):
         self.x = SimAxis(name=f"{name}_x", limits=limits[0], init_pos=0.0, parent=self, **common)
         self.y = SimAxis(name=f"{name}_y", limits=limits[1], init_pos=0.0, parent=self, **common)
         self._listeners: list[RowListener] = []
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the stop event of the flight in progress
+        self._flights: set[threading.Event] = set()  # stop events of flights not yet ended
         self._flown: set[tuple[int, int]] = set()
         self._rows_flown = 0
         self._busy = threading.Lock()
         self._stop_success = False
         self._last_run_out_s = 0.0
+        self._paused_since: float | None = None
+        self._paused_total = 0.0
 
     # -- Bluesky protocols -------------------------------------------------------------
     def read(self) -> dict:
@@ -144,9 +147,10 @@ class SimStage(Device):
         if row.key in self._flown:  # replayed after a pause: never measure a row twice
             status.set_finished()
             return status
-        self._stop.clear()
+        stop = threading.Event()  # each flight has its own, so a late flight never misses a stop
+        self._flights.add(stop)
         threading.Thread(
-            target=self._fly, args=(row, status), name=f"{self.name}-row", daemon=True
+            target=self._fly, args=(row, status, stop), name=f"{self.name}-row", daemon=True
         ).start()
         return status
 
@@ -154,9 +158,27 @@ class SimStage(Device):
         """Stop any motion. An interrupted row is not recorded; with ``success=True`` (a pause)
         its status still finishes cleanly, so the RunEngine can replay the row on resume."""
         self._stop_success = success
-        self._stop.set()
+        for flight in list(self._flights):
+            flight.set()
         self.x.stop()
         self.y.stop()
+
+    def pause(self) -> None:
+        """Called by the RunEngine when it pauses: the time until resume is not scan time."""
+        if self._paused_since is None:
+            self._paused_since = self.clock.now()
+
+    def resume(self) -> None:
+        """Called by the RunEngine when it resumes."""
+        if self._paused_since is not None:
+            self._paused_total += self.clock.now() - self._paused_since
+            self._paused_since = None
+
+    @property
+    def paused_s(self) -> float:
+        """Instrument seconds spent paused by the RunEngine since the stage was made."""
+        open_pause = 0.0 if self._paused_since is None else self.clock.now() - self._paused_since
+        return self._paused_total + open_pause
 
     # -- fly rows ----------------------------------------------------------------------
     @property
@@ -191,9 +213,13 @@ class SimStage(Device):
     def _pitch(self, row: FlyRow) -> float:
         return row.pitch if row.width > 1 else 1e-3
 
-    def _fly(self, row: FlyRow, status: Status) -> None:
+    def _fly(self, row: FlyRow, status: Status, stop: threading.Event) -> None:
         with self._busy:
+            self._stop = stop
             try:
+                if row.key in self._flown:  # an earlier flight of the same row got there first
+                    status.set_finished()
+                    return
                 self._fly_row(row, status)
             except RowInterrupted as exc:
                 if not status.done:
@@ -204,6 +230,8 @@ class SimStage(Device):
             except Exception as exc:  # surface any failure through the status
                 if not status.done:
                     status.set_exception(exc)
+            finally:
+                self._flights.discard(stop)
 
     def _fly_row(self, row: FlyRow, status: Status) -> None:
         kin, clock = self.kinematics, self.clock

@@ -35,7 +35,8 @@ from dwellwise.simulators.energy import EnergyAxis
 STRING = h5py.string_dtype()
 STATUS_BYTES = 16
 """Width of the fixed-length ``/entry/scan_status`` string (fixed so it can change under SWMR)."""
-SCAN_STATUSES = ("running", "completed", "aborted", "failed", "interrupted")
+SCAN_STATUSES = ("running", "completed", "truncated", "aborted", "failed", "interrupted")
+"""``truncated``: the budget ran out before the first pass was complete (see rows_complete)."""
 
 
 class CubeWriter:

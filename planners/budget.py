@@ -15,6 +15,28 @@ import numpy as np
 from dwellwise.simulators.clock import Clock
 
 
+class ScanClock:
+    """Scan time: the instrument clock minus the time the RunEngine spent paused (an operator's
+    pause is not the scan's time; ``paused_s`` comes from the stage, which the RunEngine tells)."""
+
+    def __init__(self, clock: Clock, stage) -> None:
+        self._clock = clock
+        self._stage = stage
+        self.speedup = getattr(clock, "speedup", 1.0)
+        self._excluded = 0.0
+
+    def paused_s(self) -> float:
+        """Instrument seconds the RunEngine has kept the stage paused."""
+        return float(getattr(self._stage, "paused_s", 0.0))
+
+    def exclude(self, seconds: float) -> None:
+        """Take ``seconds`` out of scan time (the RunEngine's own work around a pause)."""
+        self._excluded += max(0.0, float(seconds))
+
+    def now(self) -> float:
+        return self._clock.now() - self.paused_s() - self._excluded
+
+
 class TimeBudget:
     """A budget of ``total_s`` instrument seconds that starts at :meth:`start`."""
 

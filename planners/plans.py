@@ -25,7 +25,7 @@ import numpy as np
 from bluesky.utils import Msg
 from dwellwise.drivers.sim_sdd import CubeSetup
 from dwellwise.planners.between_passes import Allocation, AllocationJob
-from dwellwise.planners.budget import OverheadTracker, TimeBudget
+from dwellwise.planners.budget import OverheadTracker, ScanClock, TimeBudget
 from dwellwise.planners.records import PassSummary, RowTimeline
 from dwellwise.planners.request import (
     AdaptiveRequest,
@@ -149,7 +149,7 @@ class _FlyScan:
     def __init__(self, stage, sdd, geom: Geometry, *, passes: int, plan_name: str) -> None:
         self.stage, self.sdd, self.geom = stage, sdd, geom
         self.kin = stage.kinematics
-        self.clock = stage.clock
+        self.clock = ScanClock(stage.clock, stage)
         self.passes = passes
         self.plan_name = plan_name
         self.rows = geom.shape[0]
@@ -159,6 +159,7 @@ class _FlyScan:
         self.end_reserve_s = END_RESERVE_WALL_S * speed
         self.fallback_s = FALLBACK_COMPUTE_WALL_S * speed + 2e-6 * speed * np.prod(geom.shape)
         self.planned: dict[str, float] = {}
+        self._rows_done = 0
         self.deadline_s = 0.0
         self.min_pass_s = 0.0
         c = len(sdd.elements)
@@ -201,12 +202,12 @@ class _FlyScan:
         else:
             self.deadline_s = min(0.2 * spare / max(1, req.passes - 1), 600.0) + self.fallback_s
         self.planned = {
-            "budget_s": req.budget,
+            "budget_s": float(req.budget),
             "pass1_s": pass1,
             "min_later_pass_s": self.min_pass_s,
-            "compute_deadline_s": self.deadline_s,
-            "end_reserve_s": self.end_reserve_s,
-            "min_budget_s": needed,
+            "compute_deadline_s": float(self.deadline_s),
+            "end_reserve_s": float(self.end_reserve_s),
+            "min_budget_s": float(needed),
         }
 
     # -- the plan ------------------------------------------------------------------------------
@@ -274,7 +275,11 @@ class _FlyScan:
         if resume is not None:
             start_md["resumed_from"] = {"budget_used_s": resume.budget_used_s, "pass": resume.pass_number}
         yield from bps.open_run(start_md)
+        # Introduce the stage to the RunEngine now, so that a pause at the very first checkpoint
+        # already reaches its pause()/resume() (which keep paused time out of the budget).
+        yield Msg("null", self.stage)
         status = "failed"
+        truncated = ""
         try:
             yield from bps.prepare(
                 self.sdd,
@@ -310,6 +315,8 @@ class _FlyScan:
             going = True
             if sched is not None:
                 going = yield from self._fly_pass(sched, timer, alloc)
+                if not going and sched.pass_number == 1:
+                    truncated = f"the budget ran out during pass 1 ({self._rows_done} rows recorded)"
             end_xy = sched.end_xy() if sched is not None and sched.rows else self.start_xy()
             first_next = (sched.pass_number if sched is not None else resume.pass_number - 1) + 1
             for k in range(first_next, self.passes + 1):
@@ -321,7 +328,7 @@ class _FlyScan:
                     break
                 going = yield from self._fly_pass(sched, timer, alloc)
                 end_xy = sched.end_xy()
-            status = "completed"
+            status = "truncated" if truncated else "completed"
         except GeneratorExit:
             status = "aborted"
             raise
@@ -330,7 +337,11 @@ class _FlyScan:
             raise
         finally:
             self.sdd.set_scan_status(status)
-        yield from bps.close_run()
+        if truncated:
+            log.warning("scan truncated: %s", truncated)
+            yield from bps.close_run(exit_status="fail", reason=truncated)
+        else:
+            yield from bps.close_run()
 
     def _plan_next_pass(
         self, k: int, req: AdaptiveRequest, timer: TimeBudget, start_xy
@@ -388,7 +399,12 @@ class _FlyScan:
         self.sdd.set_planned_dwell(k, sched.dwell)
         mark = self.clock.now()
         for j in range(sched.rows):
+            paused_before, before = self.clock.paused_s(), self.clock.now()
             yield from bps.checkpoint()
+            if self.clock.paused_s() > paused_before:  # an operator's pause at this checkpoint:
+                self.clock.exclude(self.clock.now() - before)  # its lead-in is not scan time
+                mark = self.clock.now()
+            paused_row = self.clock.paused_s()
             replanned = False
             if timer is not None:
                 left = timer.left_s() - self.end_reserve_s - reserve_later
@@ -432,7 +448,8 @@ class _FlyScan:
             )
             yield from _read_record(self.timeline, "timeline")
             now2 = self.clock.now()
-            self.overhead.add(predicted, now2 - mark)
+            if self.clock.paused_s() == paused_row:  # rows with a pause teach nothing
+                self.overhead.add(predicted, now2 - mark)
             mark = now2
         self.summary.record(
             pass_number=k,
@@ -447,6 +464,7 @@ class _FlyScan:
             replans=replans,
         )
         yield from _read_record(self.summary, "passes")
+        self._rows_done = done
         return finished and done == sched.rows
 
     def _accumulate(self, pages: list[dict]) -> tuple[float, float]:

@@ -207,3 +207,19 @@ def test_raster_baseline_fills_its_budget_without_overrun(bl):
     RE(budget_raster_scan(bl.stage, bl.sdd, shape=SHAPE, pixel_size=PITCH, budget=budget))
     used = bl.clock.now() - start
     assert 0.8 * budget <= used <= budget
+
+
+def test_time_spent_paused_does_not_count_against_the_budget(bl, tmp_path):
+    RE = RunEngine({})
+    threading.Timer(0.2, RE.request_pause, kwargs={"defer": True}).start()
+    budget = 20.0
+    with pytest.raises(RunEngineInterrupted):
+        RE(adaptive_scan(bl.stage, bl.sdd, shape=SHAPE, pixel_size=PITCH, budget=budget,
+                         t0=0.005, policy="blindspot-sqrt"))
+    threading.Event().wait(1.5)  # 15 s of instrument time at speedup 10
+    RE.resume()
+    with h5py.File(tmp_path / "scan.h5") as f:
+        assert bytes(f["entry/scan_status"][()]).strip() == b"completed"
+        assert f["entry/passes/1/rows_complete"][...].all()
+        assert f["entry/passes/2/rows_complete"][...].sum() >= SHAPE[0] - 1
+        assert f["entry/budget_used_s"][()] <= budget
