@@ -323,10 +323,12 @@ class SimSDD(Device):
         if self.writer is not None:
             self.writer.set_planned_dwell(pass_number, dwell)
 
-    def set_budget_used(self, seconds: float) -> None:
-        """Record the instrument time used so far in the cube file."""
+    def set_budget_used(
+        self, seconds: float, pass_number: int | None = None, row: int | None = None
+    ) -> None:
+        """Record the instrument time used so far (and when ``row`` ended) in the cube file."""
         if self.writer is not None:
-            self.writer.set_budget_used(seconds)
+            self.writer.set_budget_used(seconds, pass_number, row)
 
     def set_scan_status(self, status: str) -> None:
         """Record the scan's final state in the cube file (``completed``, ``aborted`` ...)."""

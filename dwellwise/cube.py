@@ -97,6 +97,8 @@ class CubeWriter:
                 "roi_counts", shape=(len(elements), h, w), dtype=np.uint32, fillvalue=0
             )
             g.create_dataset("rows_complete", shape=(h,), dtype=bool, fillvalue=False)
+            g.create_dataset("row_end_s", shape=(h,), dtype=np.float64, fillvalue=np.nan)
+            g["row_end_s"].attrs["units"] = "s of the budget used when the row ended"
         if truth is not None:
             t = entry.create_group("truth")
             t.create_dataset("rates", data=np.asarray(truth["rates"], dtype=np.float64))
@@ -135,11 +137,17 @@ class CubeWriter:
         f.swmr_mode = True
         return self
 
-    def set_budget_used(self, seconds: float) -> None:
-        """Record the instrument time the scan has used so far (for resuming after a crash)."""
+    def set_budget_used(
+        self, seconds: float, pass_number: int | None = None, row: int | None = None
+    ) -> None:
+        """Record the instrument time the scan has used so far (for resuming after a crash), and
+        when given, as the end time of ``row`` of ``pass_number`` (the scan's timeline)."""
         if "entry/budget_used_s" in self._f:
             self._f["entry/budget_used_s"][()] = float(seconds)
-            self._f.flush()
+        timeline = f"entry/passes/{pass_number}/row_end_s"
+        if row is not None and timeline in self._f:
+            self._f[timeline][row] = float(seconds)
+        self._f.flush()
 
     def set_planned_dwell(self, pass_number: int, dwell: np.ndarray) -> None:
         """Record the planned dwell map of a pass, seconds ``(H, W)``."""

@@ -40,3 +40,46 @@ def save_element_maps(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def save_dwell_maps(maps: Sequence[np.ndarray], path: str | Path, *, title: str = "") -> Path:
+    """Save the planned dwell map of each pass (seconds, shown in ms) side by side."""
+    n = len(maps)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), squeeze=False)
+    for i, (ax, m) in enumerate(zip(axes[0], maps, strict=True)):
+        im = ax.imshow(np.asarray(m) * 1e3, cmap="viridis", interpolation="nearest")
+        ax.set_title(f"pass {i + 1} dwell", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label("ms", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_budget_timeline(
+    row_end_s: Sequence[np.ndarray], budget_s: float, path: str | Path, *, title: str = ""
+) -> Path:
+    """Save the budget timeline: rows done against instrument time used, one line per pass."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    done = 0
+    for i, ends in enumerate(row_end_s):
+        t = np.sort(np.asarray(ends)[np.isfinite(ends)])
+        if t.size:
+            ax.step(t, done + np.arange(1, t.size + 1), where="post", label=f"pass {i + 1}")
+            done += t.size
+    ax.axvline(budget_s, color="crimson", linestyle="--", label=f"budget {budget_s:g} s")
+    ax.set_xlabel("instrument time used, s")
+    ax.set_ylabel("rows done (all passes)")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

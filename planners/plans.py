@@ -432,7 +432,7 @@ class _FlyScan:
             done += 1
             now = self.clock.now()
             used = timer.used_s() if timer else now - pass_start
-            self.sdd.set_budget_used(used)
+            self.sdd.set_budget_used(used, k, row.row)
             self.timeline.record(
                 pass_number=k,
                 row=row.row,
