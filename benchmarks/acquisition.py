@@ -315,8 +315,12 @@ def run_budget_case(case: BudgetCase) -> dict[str, Any]:
             pass1_rows=int(complete.sum()),
             pass1_cut=cut,
             # every pass-1 row is in the file unless the budget ended pass 1, and then exactly
-            # the rows the plan reported done
-            pass1_ok=bool(complete.all()) if not cut else int(complete.sum()) == rows1,
+            # the rows the plan reported done, with /entry/scan_status saying which
+            pass1_ok=(
+                bool(complete.all()) and status == "completed"
+                if not cut
+                else int(complete.sum()) == rows1 and status == "truncated"
+            ),
             passes_flown=sum(1 for p in docs.passes if p["rows_done"] > 0),
             fell_back=any(bool(p.get("fell_back")) for p in docs.passes),
             compute_s=max((float(p.get("compute_s", 0.0)) for p in docs.passes), default=0.0),

@@ -87,7 +87,8 @@ def main(quick: bool = False) -> int:
         "1..3 passes, speedup 20..60; stage faults (StageFaults) in 60 % of scans: 1-3 rows "
         "flown 1.5-4× slower, 1-2 stalls of 1-5 % of the budget before a row. Used time = wall "
         "time of `RE(plan)` × speedup. Pass-1 file check: every pass-1 row is complete in the "
-        "cube file unless the budget ended pass 1 (then exactly the rows the plan reported).\n\n"
+        "cube file and `/entry/scan_status` is `completed`, unless the budget ended pass 1 (then exactly "
+        "the rows the plan reported, and `truncated`).\n\n"
     )
     print("## Time budget\n\n" + intro + body + "\n", flush=True)
     if not quick:
