@@ -29,6 +29,10 @@ class FlyRow:
     """``(W,)`` planned dwell per pixel by column, seconds (time the beam spends in the pixel)."""
     reverse: bool = False
     """Travel from the last column to the first (serpentine)."""
+    deadline: float | None = None
+    """Instant (s) by which the row must be over, on the stage's clock less the time the
+    RunEngine kept it paused (``stage.clock.now() - stage.paused_s``): a row that would end
+    later is abandoned at that instant, unrecorded (the hard end of a time budget)."""
 
     def __post_init__(self) -> None:
         x = np.asarray(self.x, dtype=np.float64)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 from dwellwise.drivers.fly import FlyRow, RowGates
 from dwellwise.simulators.clock import Clock, ScaledClock
 from dwellwise.simulators.kinematics import Kinematics, row_profiles
@@ -32,6 +33,10 @@ DEFAULT_LIMITS_MM = (-10.0, 310.0)
 
 class RowInterrupted(RuntimeError):
     """A fly row was stopped before its end; its pixels were not recorded."""
+
+
+class RowCut(RowInterrupted):
+    """A fly row reached its deadline before its end; its pixels were not recorded."""
 
 
 class RowListener(Protocol):
@@ -221,6 +226,9 @@ class SimStage(Device):
                     status.set_finished()
                     return
                 self._fly_row(row, status)
+            except RowCut:
+                if not status.done:
+                    status.set_finished()  # the deadline did its job: not an error
             except RowInterrupted as exc:
                 if not status.done:
                     if self._stop_success:
@@ -257,6 +265,10 @@ class SimStage(Device):
         )
         self._last_run_out_s = 0.0
         approach += float(self.faults.stall_s.get(n, 0.0))
+        deadline = np.inf if row.deadline is None else float(row.deadline) + self.paused_s
+        if started + approach > deadline:
+            clock.sleep_until(deadline, self._stop)
+            raise RowCut(f"row {row.row} of pass {row.pass_number} cut by its deadline")
         if not clock.sleep(approach, self._stop):
             raise RowInterrupted(f"row {row.row} of pass {row.pass_number} stopped on approach")
         self.x.place(x_start)
@@ -275,10 +287,13 @@ class SimStage(Device):
         )
         for listener in self._listeners:
             listener.row_started(gates)
-        if not clock.sleep_until(t0 + duration, self._stop):
+        end = min(t0 + duration, deadline)
+        if not clock.sleep_until(end, self._stop) or end < t0 + duration:
             for listener in self._listeners:
                 listener.row_aborted(gates)
             self.x.place(x_start + (x_end - x_start) * min(1.0, (clock.now() - t0) / duration))
+            if end < t0 + duration and not self._stop.is_set():
+                raise RowCut(f"row {row.row} of pass {row.pass_number} cut by its deadline")
             raise RowInterrupted(f"row {row.row} of pass {row.pass_number} stopped; not recorded")
         self.x.place(x_end)
         self._last_run_out_s = float(prof.run_out_s[0])

@@ -314,7 +314,9 @@ class _FlyScan:
                 sched, alloc = resume.schedule(self), _fixed_allocation(resume.planned, "resumed")
             going = True
             if sched is not None:
-                going = yield from self._fly_pass(sched, timer, alloc)
+                last = adaptive is None or sched.pass_number == self.passes
+                fill = last and (adaptive is None or sched.pass_number > 1)
+                going = yield from self._fly_pass(sched, timer, alloc, fill=fill)
                 if not going and sched.pass_number == 1:
                     truncated = f"the budget ran out during pass 1 ({self._rows_done} rows recorded)"
             end_xy = sched.end_xy() if sched is not None and sched.rows else self.start_xy()
@@ -326,7 +328,7 @@ class _FlyScan:
                 if sched is None:
                     log.warning("pass %d skipped: not even its shortest dwell fits the budget", k)
                     break
-                going = yield from self._fly_pass(sched, timer, alloc)
+                going = yield from self._fly_pass(sched, timer, alloc, fill=k == self.passes)
                 end_xy = sched.end_xy()
             status = "truncated" if truncated else "completed"
         except GeneratorExit:
@@ -385,9 +387,11 @@ class _FlyScan:
         return alloc, sched
 
     def _fly_pass(
-        self, sched: PassSchedule, timer: TimeBudget | None, alloc
+        self, sched: PassSchedule, timer: TimeBudget | None, alloc, fill: bool = False
     ) -> Generator[Msg, Any, bool]:
-        """Fly every row of a pass under the governor; ``False`` if the budget ended it early."""
+        """Fly every row of a pass under the governor; ``False`` if the budget ended it early.
+        ``fill``: the pass may also lengthen its remaining rows when it runs ahead of plan (the
+        last pass of a budget; never the user's fixed-t0 first pass)."""
         k = sched.pass_number
         pass_start = self.clock.now()
         planned_total = float(sched.predicted_s().sum())
@@ -423,12 +427,19 @@ class _FlyScan:
                             if float(sched.predicted_s(j)[0]) + margin > left:
                                 finished = False
                                 break
-            row = sched.fly_row(j)
+                elif fill and j % 4 == 0 and remaining.sum() + remaining.size * mean + margin < 0.98 * left:
+                    # ahead of plan in the last pass: give the rows ahead the time left over
+                    sched.fit_remaining(j, left - margin, mean)
+            row = sched.fly_row(j, self._row_deadline(timer))
             predicted = float(sched.predicted_s(j)[0])
             yield from bps.abs_set(self.stage, row, wait=True)
             pages = yield from bps.collect(self.sdd.pixels, name="primary", return_payload=True)
             yield from bps.collect(self.sdd.spectra, name="spectra")
-            row_counts, row_live = self._accumulate(pages or [])
+            if not pages:  # the stage abandoned the row at the budget's hard end
+                log.warning("row %d of pass %d cut at the end of the budget", row.row, k)
+                finished = False
+                break
+            row_counts, row_live = self._accumulate(pages)
             done += 1
             now = self.clock.now()
             used = timer.used_s() if timer else now - pass_start
@@ -466,6 +477,14 @@ class _FlyScan:
         yield from _read_record(self.summary, "passes")
         self._rows_done = done
         return finished and done == sched.rows
+
+    def _row_deadline(self, timer: TimeBudget | None) -> float | None:
+        """When the stage must give up a row: the end of the budget less the end reserve, on
+        the stage's clock without paused time (see ``FlyRow.deadline``)."""
+        if timer is None:
+            return None
+        unpaused = self.stage.clock.now() - float(getattr(self.stage, "paused_s", 0.0))
+        return unpaused + timer.left_s() - self.end_reserve_s
 
     def _accumulate(self, pages: list[dict]) -> tuple[float, float]:
         """Add collected rows to the running ROI counts and live time; returns the row's totals."""

@@ -111,8 +111,9 @@ class PassSchedule:
     def rows(self) -> int:
         return int(self.order.size)
 
-    def fly_row(self, j: int) -> FlyRow:
-        """The ``j``-th row in travel order, as the stage takes it."""
+    def fly_row(self, j: int, deadline: float | None = None) -> FlyRow:
+        """The ``j``-th row in travel order, as the stage takes it (``deadline``: stage-clock
+        instant by which it must be over)."""
         r = int(self.order[j])
         return FlyRow(
             pass_number=self.pass_number,
@@ -121,6 +122,7 @@ class PassSchedule:
             x=self.geom.xs,
             dwell=self.dwell[r],
             reverse=bool(self.reverse[j]),
+            deadline=deadline,
         )
 
     def predicted_s(self, j0: int = 0, dwell: np.ndarray | None = None) -> np.ndarray:

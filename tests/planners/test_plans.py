@@ -223,3 +223,19 @@ def test_time_spent_paused_does_not_count_against_the_budget(bl, tmp_path):
         assert f["entry/passes/1/rows_complete"][...].all()
         assert f["entry/passes/2/rows_complete"][...].sum() >= SHAPE[0] - 1
         assert f["entry/budget_used_s"][()] <= budget
+
+
+def test_a_row_that_would_overrun_the_budget_is_cut_at_its_end(tmp_path):
+    """However slow the stage gets, the budget's end stops the row in flight."""
+    faults = StageFaults(slow_factor={n: 40.0 for n in range(12, 40)})
+    bl = sim_beamline("rocket", shape=(16, 16), pixel_size=PITCH, speedup=10, seed=4, faults=faults)
+    bl.sdd.file_path = str(tmp_path / "scan.h5")
+    RE = RunEngine({})
+    budget = 20.0
+    start = bl.clock.now()
+    RE(adaptive_scan(bl.stage, bl.sdd, shape=SHAPE, pixel_size=PITCH, budget=budget,
+                     t0=0.005, policy="uniform"))
+    assert bl.clock.now() - start <= budget
+    with h5py.File(tmp_path / "scan.h5") as f:
+        assert f["entry/passes/1/rows_complete"][...].all()
+        assert not f["entry/passes/2/rows_complete"][...].all()
