@@ -1,7 +1,9 @@
 """ZeroMQ addresses: which are loopback-only, and binding with a check.
 
 Without encryption the daemon binds only to loopback (``127.0.0.0/8``, ``::1``, ``localhost``)
-or to local transports (``ipc://``, ``inproc://``); anything else needs ``insecure``.
+or to local transports (``ipc://``, ``inproc://``); anything else needs ``insecure``. With CURVE
+keys configured (``secure``) any address may be bound: every client is then encrypted and
+checked against the allow-list.
 """
 
 from __future__ import annotations
@@ -49,15 +51,19 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def check_bind(address: str, *, insecure: bool, what: str) -> None:
-    """Refuse a non-loopback ``address`` unless ``insecure`` (then warn loudly)."""
+def check_bind(address: str, *, insecure: bool, what: str, secure: bool = False) -> None:
+    """Refuse a non-loopback ``address`` unless ``secure`` (CURVE keys configured) or
+    ``insecure`` (then warn loudly)."""
     if is_loopback(address):
+        return
+    if secure:
         return
     if not insecure:
         raise AddressError(
             f"refusing to bind the {what} socket to {address}: without keys the daemon listens "
-            "on loopback only (tcp://127.0.0.1:PORT); pass --insecure (or insecure = true) to "
-            "expose it unencrypted and unauthenticated"
+            "on loopback only (tcp://127.0.0.1:PORT); configure keys ([security] in the config, "
+            "see dwellwise keygen) to expose it encrypted, or pass --insecure (or insecure = "
+            "true) to expose it unencrypted and unauthenticated"
         )
     log.warning(
         "INSECURE: the %s socket listens on %s WITHOUT encryption or authentication; "

@@ -1,7 +1,8 @@
-"""``dwellwise serve`` and ``dwellwise console``: their argument parsers and entry points.
+"""``dwellwise serve``, ``dwellwise console`` and ``dwellwise keygen``: parsers and entry points.
 
-``dwellwise.cli`` calls :func:`add_daemon_parsers` and maps ``serve`` / ``console`` to
-:func:`cmd_serve` / :func:`cmd_console`. Nothing heavy is imported until a command runs.
+``dwellwise.cli`` calls :func:`add_daemon_parsers` and maps ``serve`` / ``console`` / ``keygen``
+to :func:`cmd_serve` / :func:`cmd_console` / :func:`cmd_keygen` (from
+:mod:`dwellwise.daemon.keys`). Nothing heavy is imported until a command runs.
 """
 
 from __future__ import annotations
@@ -10,18 +11,23 @@ import argparse
 from pathlib import Path
 
 from dwellwise.daemon.config import DEFAULT_CONTROL
+from dwellwise.daemon.keys import add_keygen_parser, cmd_keygen
 
 from dwellwise.cliargs import UsageError, duration_arg, positive_float_arg, shape_arg
 
+__all__ = ["add_daemon_parsers", "cmd_console", "cmd_keygen", "cmd_serve"]
+
 
 def add_daemon_parsers(sub) -> None:
-    """Add ``serve`` and ``console`` to the ``dwellwise`` subcommands."""
+    """Add ``serve``, ``console`` and ``keygen`` to the ``dwellwise`` subcommands."""
     serve = sub.add_parser(
         "serve",
         help="run the acquisition daemon (ZeroMQ control, events and documents)",
         description="Run the acquisition daemon until `dwellwise console shutdown`, SIGTERM or "
         "Ctrl-C. Without --config: control tcp://127.0.0.1:60715, events :60716, documents "
-        ":60717, data directory ./dwellwise-data, the simulated beamline.",
+        ":60717, data directory ./dwellwise-data, the simulated beamline. Without keys "
+        "([security] in the config, see dwellwise keygen) only loopback addresses are allowed "
+        "(or --insecure); with keys every socket is encrypted and only allowed clients get in.",
     )
     serve.add_argument("--config", type=Path, default=None, help="TOML configuration file")
     serve.add_argument("--data-dir", type=Path, default=None, help="ledger and cube files")
@@ -32,7 +38,8 @@ def add_daemon_parsers(sub) -> None:
         "--insecure",
         action="store_true",
         default=None,
-        help="allow non-loopback addresses without encryption (logged loudly)",
+        help="allow non-loopback addresses without keys, unencrypted (logged loudly); "
+        "with keys ([security] in the config) any address is allowed and this does nothing",
     )
     serve.add_argument("--debug", action="store_true", help="log debug messages too")
 
@@ -45,7 +52,29 @@ def add_daemon_parsers(sub) -> None:
     actions = console.add_subparsers(dest="action", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--address", default=DEFAULT_CONTROL, help=f"control socket (default {DEFAULT_CONTROL})"
+        "--address",
+        default=None,
+        help=f"control socket (default: the --config's, else {DEFAULT_CONTROL})",
+    )
+    common.add_argument(
+        "--key",
+        type=Path,
+        default=None,
+        help="this client's secret key file (NAME.key_secret from dwellwise keygen) for a "
+        "daemon with keys (CURVE); default $DWELLWISE_KEY",
+    )
+    common.add_argument(
+        "--server-key",
+        type=Path,
+        default=None,
+        help="the daemon's public key file (server.key); default $DWELLWISE_SERVER_KEY or "
+        "from --config",
+    )
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="the daemon's config file: its control address and server public key",
     )
     common.add_argument(
         "--timeout", type=positive_float_arg, default=5.0, help="seconds to wait for a reply"
@@ -92,6 +121,7 @@ def add_daemon_parsers(sub) -> None:
         p = actions.add_parser(name, parents=[common], help=text)
         p.add_argument("job_id", nargs="?", default=None)
     actions.add_parser("shutdown", parents=[common], help="stop the daemon")
+    add_keygen_parser(sub)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -99,7 +129,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from dwellwise.daemon.addresses import AddressError, check_bind
     from dwellwise.daemon.config import ConfigError, load_config
-    from dwellwise.daemon.server import Daemon, configure_logging
+    from dwellwise.daemon.keys import KeysError
+    from dwellwise.daemon.server import Daemon, configure_logging, load_security
 
     try:
         config = load_config(args.config).with_overrides(
@@ -111,17 +142,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    secure = config.security.enabled
+    if secure:  # unreadable keys or a bad allow-list: refused before anything starts
+        try:
+            load_security(config.security)
+        except KeysError as exc:
+            raise UsageError(str(exc)) from None
     if not config.daemon.insecure:  # refuse before logging is set up (the daemon re-checks)
         for what in ("control", "events", "documents"):
             try:
-                check_bind(getattr(config.daemon, what), insecure=False, what=what)
+                check_bind(getattr(config.daemon, what), insecure=False, what=what, secure=secure)
             except AddressError as exc:
                 raise UsageError(str(exc)) from None
     configure_logging(logging.DEBUG if args.debug else logging.INFO)
     daemon = Daemon(config)
     try:
         daemon.start()
-    except AddressError as exc:
+    except (AddressError, KeysError) as exc:
         raise UsageError(str(exc)) from None
     daemon.serve_forever()
     return 0

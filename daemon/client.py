@@ -5,9 +5,18 @@
 >>> with EventStream("tcp://127.0.0.1:60716") as events:
 ...     topic, payload = events.next(timeout=1.0)
 
-A request that gets no answer within the timeout raises :class:`DaemonUnreachable` ("no daemon
-at ADDR") instead of hanging: each request uses a fresh REQ socket with ``RCVTIMEO`` and
-``LINGER 0``, so a lost reply never leaves a socket stuck.
+A request that gets no answer within the timeout raises :class:`DaemonUnreachable` ("no reply:
+no daemon at ADDR answered") instead of hanging: each request uses a fresh REQ socket with
+``RCVTIMEO`` and ``LINGER 0``, so a lost reply never leaves a socket stuck.
+
+A daemon with keys (CURVE) needs the client's key pair and the daemon's public key::
+
+    keys = ClientKeys.load("alice.key_secret", "server.key")
+    client = ControlClient("tcp://daemon-host:60715", keys=keys)
+    events = EventStream("tcp://daemon-host:60716", keys=keys)
+
+A key the daemon does not allow never completes the handshake: the request times out the same
+way (the message then says so).
 """
 
 from __future__ import annotations
@@ -17,6 +26,9 @@ from typing import Any
 
 import zmq
 from dwellwise.daemon.config import DEFAULT_CONTROL, DEFAULT_EVENTS
+from dwellwise.daemon.keys import ClientKeys
+
+__all__ = ["ClientKeys", "ControlClient", "DaemonError", "DaemonUnreachable", "EventStream"]
 
 
 class DaemonUnreachable(ConnectionError):
@@ -40,9 +52,12 @@ class ControlClient:
         *,
         timeout: float = 5.0,
         context: zmq.Context | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
         self.address = address
         self.timeout = float(timeout)
+        self.keys = keys
+        """CURVE keys (``None``: plain, for a daemon without keys)."""
         self._ctx = context or zmq.Context.instance()
 
     def request(
@@ -60,13 +75,21 @@ class ControlClient:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RCVTIMEO, ms)
             sock.setsockopt(zmq.SNDTIMEO, ms)
+            if self.keys is not None:
+                self.keys.apply(sock)
             sock.connect(self.address)
             try:
                 sock.send(body)
                 data = sock.recv()
             except zmq.Again:
+                why = (
+                    " (or the daemon refused this client's key, or the server key given is not"
+                    " the daemon's)"
+                    if self.keys is not None
+                    else " (a daemon with keys answers only clients with an allowed key)"
+                )
                 raise DaemonUnreachable(
-                    f"no daemon at {self.address} (no answer within {ms / 1000:g} s)"
+                    f"no reply: no daemon at {self.address} answered within {ms / 1000:g} s{why}"
                 ) from None
         finally:
             sock.close(linger=0)
@@ -97,11 +120,14 @@ class EventStream:
         topics: tuple[str, ...] = ("",),
         *,
         context: zmq.Context | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
         self.address = address
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            keys.apply(self._sock)
         for topic in topics:
             self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._sock.connect(address)

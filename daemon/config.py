@@ -9,6 +9,10 @@
     data_dir = "dwellwise-data"           # ledger and cube files; relative to this file
     insecure = false                      # allow non-loopback addresses without keys
 
+    [security]                            # CURVE on all three sockets (dwellwise keygen)
+    server_secret_key = "keys/server.key_secret"
+    allow_list = "keys/allow.toml"        # [clients.NAME] role = ..., public_key = ...
+
     [beamline]
     kind = "simulated"
 
@@ -26,6 +30,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from dwellwise.daemon.keys import NAME_PATTERN, AllowedClient, Role, check_z85_key
 from dwellwise.daemon.protocol import ScanRequest, describe_errors
 from pydantic import (
     BaseModel,
@@ -37,6 +42,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    model_validator,
 )
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:60715"
@@ -96,6 +102,78 @@ class BeamlineSection(BaseModel):
     """Whether a scan request may name an image file on the daemon's host as its scene."""
 
 
+class ClientEntry(BaseModel):
+    """``[security.clients.NAME]``: one client allowed in, as in an allow-list file."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    role: Role
+    """``observer`` (status, jobs, events, documents), ``operator`` (also submit, pause,
+    resume, abort) or ``admin`` (also shutdown)."""
+    public_key: Annotated[StrictStr, BeforeValidator(check_z85_key)]
+    """The client's public key, Z85 (40 characters, the ``public-key`` of its ``.key`` file)."""
+
+
+class SecuritySection(BaseModel):
+    """``[security]``: CURVE keys and the clients allowed in (``dwellwise keygen`` writes them).
+
+    With ``server_secret_key`` set, all three sockets are encrypted and only the clients of the
+    allow-list (``allow_list`` file and ``clients`` tables together) can connect, each with its
+    role; the daemon may then listen on any address. Without it, loopback only (or
+    ``insecure``). Relative paths are relative to the config file."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    server_secret_key: Path | None = None
+    """The daemon's secret key file (``server.key_secret``); setting it turns CURVE on."""
+    server_public_key: Path | None = None
+    """The daemon's public key file (``server.key``), for ``dwellwise console --config``; by
+    default the public half of ``server_secret_key``."""
+    allow_list: Path | None = None
+    """Allow-list file: ``[clients.NAME]`` tables with ``role`` and ``public_key``."""
+    clients: dict[str, ClientEntry] = Field(default_factory=dict)
+    """More allowed clients, inline: ``[security.clients.NAME]``."""
+
+    @model_validator(mode="after")
+    def _check(self) -> SecuritySection:
+        for name in self.clients:
+            if not NAME_PATTERN.match(name):
+                raise ValueError(
+                    f"client name {name!r} must be letters, digits and _ . @ - (at most 64)"
+                )
+        if self.server_secret_key is None and (self.allow_list is not None or self.clients):
+            raise ValueError(
+                "an allow-list needs server_secret_key (the daemon's key pair, from dwellwise keygen)"
+            )
+        if self.server_secret_key is not None and self.allow_list is None and not self.clients:
+            raise ValueError(
+                "server_secret_key without allow_list or [security.clients.NAME]: no client "
+                "could connect"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether CURVE is on."""
+        return self.server_secret_key is not None
+
+    def inline_clients(self) -> list[AllowedClient]:
+        """The ``[security.clients.NAME]`` entries."""
+        return [
+            AllowedClient(name=name, role=c.role, public_key=c.public_key)
+            for name, c in self.clients.items()
+        ]
+
+    def resolved(self, base: Path) -> SecuritySection:
+        """A copy with relative paths taken relative to ``base``."""
+        update = {}
+        for key in ("server_secret_key", "server_public_key", "allow_list"):
+            value = getattr(self, key)
+            if value is not None and not value.is_absolute():
+                update[key] = base / value
+        return self.model_copy(update=update)
+
+
 class ScanDefaults(BaseModel):
     """``[defaults]``: values for the scan-request fields a request leaves out."""
 
@@ -139,6 +217,8 @@ class DaemonConfig(BaseModel):
     """Sockets, data directory and limits."""
     beamline: BeamlineSection = Field(default_factory=BeamlineSection)
     """The devices."""
+    security: SecuritySection = Field(default_factory=SecuritySection)
+    """CURVE keys and the allow-list of clients with their roles."""
     defaults: ScanDefaults = Field(default_factory=ScanDefaults)
     """Defaults of scan requests."""
 
@@ -178,7 +258,7 @@ def load_config(path: str | Path | None) -> DaemonConfig:
     if not data_dir.is_absolute():
         data_dir = path.parent / data_dir
         config = config.with_overrides(data_dir=data_dir)
-    return config
+    return config.model_copy(update={"security": config.security.resolved(path.parent)})
 
 
 def _config_errors(exc: ValidationError) -> str:

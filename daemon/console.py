@@ -5,12 +5,20 @@ the watched job did not complete), 3 no daemon answered. ``watch`` follows a job
 socket with a progress bar and prints a summary when it ends; it also asks the control socket
 every few seconds, so an event missed (PUB/SUB drops what is sent before a subscriber is
 connected) never leaves it waiting.
+
+A daemon with keys needs ``--key FILE`` (this client's ``.key_secret`` file, from ``dwellwise
+keygen``) and the daemon's public key: ``--server-key FILE`` (its ``server.key``) or ``--config
+FILE`` (the daemon's config: ``[security] server_public_key``, else the public half of
+``server_secret_key``). The environment variables ``DWELLWISE_KEY`` and ``DWELLWISE_SERVER_KEY``
+stand in for the two flags. ``--config`` also gives the default ``--address`` (the config's
+control socket).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import tomllib
@@ -18,6 +26,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dwellwise.daemon.client import ControlClient, DaemonError, DaemonUnreachable, EventStream
+from dwellwise.daemon.config import DEFAULT_CONTROL, ConfigError, load_config
+from dwellwise.daemon.keys import ClientKeys, KeysError, load_public_key, load_secret_key
 from dwellwise.daemon.protocol import ScanRequest, describe_errors
 from pydantic import ValidationError
 
@@ -34,7 +44,8 @@ class ConsoleUsageError(ValueError):
 def run_console(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run one console command; returns the exit code."""
     out = out or sys.stdout
-    client = ControlClient(args.address, timeout=args.timeout)
+    address, keys = connection(args)
+    client = ControlClient(address, timeout=args.timeout, keys=keys)
     command = COMMANDS[args.action]
     try:
         return command(args, client, out)
@@ -44,6 +55,51 @@ def run_console(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except DaemonError as exc:
         print(f"dwellwise console {args.action}: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+
+
+def connection(args: argparse.Namespace) -> tuple[str, ClientKeys | None]:
+    """The control address and the CURVE keys (``None``: none) from ``--address``, ``--key``,
+    ``--server-key``, ``--config`` and the environment; :class:`ConsoleUsageError` if the keys
+    cannot be read or one of the pair is missing."""
+    config_file = getattr(args, "config", None)
+    config = None
+    if config_file is not None:
+        try:
+            config = load_config(config_file)
+        except ConfigError as exc:
+            raise ConsoleUsageError(str(exc)) from None
+    address = getattr(args, "address", None)
+    if address is None:
+        address = DEFAULT_CONTROL if config is None else _local(config.daemon.control)
+    key = getattr(args, "key", None) or os.environ.get("DWELLWISE_KEY") or None
+    server_key = getattr(args, "server_key", None) or os.environ.get("DWELLWISE_SERVER_KEY") or None
+    if server_key is None and config is not None:
+        sec = config.security
+        server_key = sec.server_public_key or sec.server_secret_key
+    if key is None:
+        if getattr(args, "server_key", None) is not None:
+            raise ConsoleUsageError("--server-key needs --key (this client's .key_secret file)")
+        return address, None
+    if server_key is None:
+        raise ConsoleUsageError(
+            "--key needs the daemon's public key: --server-key FILE (its server.key) or "
+            "--config FILE (the daemon's config)"
+        )
+    try:
+        public, secret = load_secret_key(key, "client secret key file (--key)")
+        server = load_public_key(server_key, "server public key file")
+    except KeysError as exc:
+        raise ConsoleUsageError(str(exc)) from None
+    return address, ClientKeys(public, secret, server)
+
+
+def _local(address: str) -> str:
+    """A bind address as a client connects to it (a wildcard host -> 127.0.0.1)."""
+    transport, _, rest = address.partition("://")
+    host, _, port = rest.rpartition(":")
+    if transport == "tcp" and host in ("0.0.0.0", "*", "[::]", "::"):
+        return f"tcp://127.0.0.1:{port}"
+    return address
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -164,7 +220,9 @@ def watch(
     """Follow ``job_id`` (default: the current or next queued job) with a progress bar on
     ``bar_out`` until it ends; returns its final record, or ``None`` if there is no job."""
     bar = ProgressBar(bar_out or sys.stderr)
-    with EventStream(events or _events_address(client), topics=("progress", "job")) as stream:
+    with EventStream(
+        events or _events_address(client), topics=("progress", "job"), keys=client.keys
+    ) as stream:
         if job_id is None:
             st = client.call("status")
             job_id = st.get("current_job") or next(iter(st.get("queued") or []), None)

@@ -10,10 +10,17 @@ request itself, except ``submit``, whose beamline and plan are built in a helper
 answered when ready, so ``status`` stays fast meanwhile. The runner thread hosts the RunEngine
 (:mod:`dwellwise.daemon.runner`); the broadcaster thread owns both PUB sockets
 (:mod:`dwellwise.daemon.publish`).
+
+Security (:mod:`dwellwise.daemon.keys`): with ``[security] server_secret_key`` configured, all three
+sockets are CURVE servers and pyzmq's authenticator (a thread of its own) admits only the keys of
+the allow-list; the control thread reads each request's ``User-Id`` (``ROLE:NAME``) and refuses a
+method the role may not call. Without keys the daemon binds to loopback only, unless
+``insecure``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -27,10 +34,22 @@ from typing import Any
 import zmq
 from dwellwise.daemon.addresses import bind, check_bind
 from dwellwise.daemon.build import BuildError, build_scan
-from dwellwise.daemon.config import DaemonConfig
+from dwellwise.daemon.config import DaemonConfig, SecuritySection
+from dwellwise.daemon.keys import (
+    AllowedClient,
+    AllowListAuthenticator,
+    KeysError,
+    ServerKeys,
+    merge_allow_lists,
+    parse_user_id,
+    read_allow_list,
+    refusal,
+    role_allows,
+)
 from dwellwise.daemon.ledger import Ledger
 from dwellwise.daemon.protocol import (
     MAX_REQUEST_BYTES,
+    METHODS,
     Job,
     RequestError,
     ScanRequest,
@@ -91,6 +110,22 @@ def compute_device() -> dict[str, str]:
         return {"device": "cpu", "name": f"torch unavailable ({exc})"}
 
 
+def load_security(security: SecuritySection) -> tuple[ServerKeys, dict[bytes, AllowedClient]]:
+    """The server key pair and the allow-list (file and inline entries) of a ``[security]``
+    section that has keys; :class:`~dwellwise.daemon.keys.KeysError` names what is wrong."""
+    if security.server_secret_key is None:
+        raise KeysError("no server_secret_key configured")
+    keys = ServerKeys.load(security.server_secret_key)
+    listed = read_allow_list(security.allow_list) if security.allow_list is not None else []
+    allowed = merge_allow_lists(listed, security.inline_clients())
+    if not allowed:
+        raise KeysError(
+            f"the allow-list {security.allow_list} names no client: no one could connect "
+            "(dwellwise keygen DIR --client NAME:ROLE adds one)"
+        )
+    return keys, allowed
+
+
 class Daemon:
     """The long-running acquisition service."""
 
@@ -116,6 +151,10 @@ class Daemon:
         self._refused = 0
         self._executor: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
+        self._server_keys: ServerKeys | None = None
+        self._allowed: dict[bytes, AllowedClient] = {}
+        """Allowed client keys (Z85) -> their entries; empty without keys."""
+        self._auth: AllowListAuthenticator | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self) -> Daemon:
@@ -123,8 +162,11 @@ class Daemon:
         if self._thread is not None:
             raise RuntimeError("the daemon is already started")
         cfg = self.config.daemon
+        secure = self.config.security.enabled
+        if secure:
+            self._server_keys, self._allowed = load_security(self.config.security)
         for what in ("control", "events", "documents"):
-            check_bind(getattr(cfg, what), insecure=cfg.insecure, what=what)
+            check_bind(getattr(cfg, what), insecure=cfg.insecure, what=what, secure=secure)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(self.data_dir)
         for job_id in self.ledger.recovered:
@@ -132,8 +174,13 @@ class Daemon:
         self.compute = compute_device()
         self._ctx = zmq.Context()
         try:
+            if secure:  # the ZAP handler must be there before a socket binds
+                self._auth = AllowListAuthenticator(self._ctx, self._allowed)
+                self._auth.start()
             self._bind_sockets()
         except BaseException:
+            if self._auth is not None:
+                self._auth.stop()
             self._ctx.destroy(linger=0)
             self.ledger.close()
             raise
@@ -167,25 +214,51 @@ class Daemon:
             self.data_dir,
             self.compute["device"],
         )
+        self._log_security()
         self.publish_status()
         return self
+
+    def _log_security(self) -> None:
+        if self._auth is None:
+            if not self.config.daemon.insecure:
+                log.info("security: no keys; listening on loopback only")
+            return
+        roles = {}
+        for entry in self._allowed.values():
+            roles.setdefault(entry.role, []).append(entry.name)
+        log.info(
+            "security: CURVE on all sockets; %d client(s) allowed: %s",
+            len(self._allowed),
+            "; ".join(
+                f"{role} {', '.join(sorted(names))}" for role, names in sorted(roles.items())
+            ),
+        )
+        if self.config.daemon.insecure:
+            log.info("insecure has no effect: keys are configured, every socket is encrypted")
 
     def _bind_sockets(self) -> None:
         cfg = self.config.daemon
         ctx = self._ctx
+        keys = self._server_keys
         control = ctx.socket(zmq.ROUTER)
         control.setsockopt(zmq.LINGER, 500)
         control.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_MESSAGE_BYTES)
         control.setsockopt(zmq.SNDHWM, 1000)
         control.setsockopt(zmq.RCVHWM, 1000)
+        if keys is not None:
+            keys.apply(control)
         self.addresses["control"] = bind(control, cfg.control)
         self._control = control
         events = ctx.socket(zmq.PUB)
         events.setsockopt(zmq.SNDHWM, 10_000)
+        if keys is not None:
+            keys.apply(events)
         self.addresses["events"] = bind(events, cfg.events)
         self._events_sock = events
         documents = ctx.socket(zmq.PUB)
         documents.setsockopt(zmq.SNDHWM, 100_000)
+        if keys is not None:
+            keys.apply(documents)
         self.addresses["documents"] = bind(documents, cfg.documents)
         self._documents_sock = documents
         replies = ctx.socket(zmq.PULL)
@@ -254,11 +327,17 @@ class Daemon:
 
     def _receive(self) -> None:
         """Answer every request waiting (a bounded number, so deferred replies are not starved)."""
+        secure = self._auth is not None
         for _ in range(100):
+            caller = None
             try:
-                frames = self._control.recv_multipart(zmq.NOBLOCK, copy=True)
+                # with keys, frames (not bytes) to read the User-Id the authenticator set
+                frames = self._control.recv_multipart(zmq.NOBLOCK, copy=not secure)
             except zmq.Again:
                 return
+            if secure:
+                caller = _user_id(frames[-1]) if frames else None
+                frames = [f.bytes for f in frames]
             envelope, body = _split_envelope(frames)
             if envelope is None:
                 continue  # nothing to route a reply to
@@ -267,11 +346,19 @@ class Daemon:
                     envelope, error_reply(f"a request is one frame of JSON, got {len(body)} frames")
                 )
                 continue
-            self._answer(envelope, body[0])
+            self._answer(envelope, body[0], caller)
             if self._stop.is_set():
                 return
 
-    def _answer(self, envelope: list[bytes], raw: bytes) -> None:
+    def _answer(self, envelope: list[bytes], raw: bytes, caller: str | None = None) -> None:
+        """Answer one request; ``caller`` is its User-Id (``ROLE:NAME``) when keys are on."""
+        secure = self._auth is not None
+        role, name = parse_user_id(caller)
+        if secure and role != "admin":  # the role first: no need to validate what is refused
+            wanted = _peek_method(raw)
+            if wanted is not None and not role_allows(role, wanted):
+                self._deny(envelope, role, name, wanted)
+                return
         try:
             method, params = parse_request(raw)
         except RequestError as exc:
@@ -279,11 +366,17 @@ class Daemon:
             log.debug("refused a request: %s", exc)
             self._reply(envelope, error_reply(str(exc)))
             return
+        if secure and not role_allows(role, method):
+            self._deny(envelope, role, name, method)
+            return
         if method == "submit":
             self._executor.submit(self._submit_deferred, envelope, params)
             return
         try:
-            reply = self._dispatch(method, params)
+            if method == "ping":
+                reply = ok_reply("pong", time=time.time(), client=name or None, role=role)
+            else:
+                reply = self._dispatch(method, params)
         except RunnerError as exc:
             reply = error_reply(str(exc))
         except Exception as exc:
@@ -292,6 +385,11 @@ class Daemon:
         self._reply(envelope, reply)
         if method == "shutdown":
             self.request_shutdown("shutdown request")
+
+    def _deny(self, envelope: list[bytes], role: str | None, name: str, method: str) -> None:
+        msg = refusal(role or "none", name or "(unknown)", method)
+        log.info("refused %s from %s (%s)", method, name or "an unknown client", role)
+        self._reply(envelope, error_reply(msg))
 
     def _reply(self, envelope: list[bytes], reply: dict[str, Any]) -> None:
         try:
@@ -336,6 +434,11 @@ class Daemon:
                 package_log.setLevel(self._log_level)
             if self._broadcaster is not None:
                 self._broadcaster.close()
+            if self._auth is not None:
+                try:
+                    self._auth.stop()
+                except Exception:
+                    log.exception("cannot stop the authenticator")
             if self.ledger is not None:
                 self.ledger.close()
             if self._ctx is not None:
@@ -424,7 +527,11 @@ class Daemon:
             "compute": self.compute,
             "addresses": dict(self.addresses),
             "data_dir": str(self.data_dir.resolve()),
-            "insecure": cfg.daemon.insecure,
+            "insecure": cfg.daemon.insecure and self._auth is None,
+            "security": {
+                "curve": self._auth is not None,
+                "clients": len(self._allowed),
+            },
             "pid": os.getpid(),
             "uptime_s": time.time() - self.started_at if self.started_at else 0.0,
         }
@@ -454,6 +561,27 @@ class Daemon:
 
     def _progress(self, progress: BaseModel) -> None:
         self._broadcaster.event("progress", progress.model_dump())
+
+
+def _user_id(frame: zmq.Frame) -> str | None:
+    """The ZAP user id of the connection ``frame`` came in on (``None`` if there is none)."""
+    try:
+        value = frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _peek_method(raw: bytes) -> str | None:
+    """The method a request names, if it is a known one (for the role check before parsing)."""
+    if len(raw) > MAX_REQUEST_BYTES:
+        return None
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    method = obj.get("method") if isinstance(obj, dict) else None
+    return method if isinstance(method, str) and method in METHODS else None
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:

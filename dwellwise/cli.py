@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dwellwise.cliargs import UsageError, duration_arg, positive_float_arg, shape_arg
-from dwellwise.daemon.cli import add_daemon_parsers, cmd_console, cmd_serve
+from dwellwise.daemon.cli import add_daemon_parsers, cmd_console, cmd_keygen, cmd_serve
 from dwellwise.scan_cli import add_scan_parser, cmd_scan
 
 
@@ -117,6 +117,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "serve": cmd_serve,
     "console": cmd_console,
+    "keygen": cmd_keygen,
 }
 
 
