@@ -17,9 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	mkdir -p out
-	$(VENV)/bin/dwellwise simulate --scene astronaut --shape 64x64 --dwell 10ms \
-		--out out/astronaut.h5 --png out/astronaut_maps.png --overwrite
+	$(VENV)/bin/dwellwise demo --out out
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

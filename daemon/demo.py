@@ -83,18 +83,29 @@ def save_pngs(cube: Path, out: Path, request: dict[str, Any]) -> list[Path]:
         ends = [f[f"entry/passes/{n}/row_end_s"][...] for n in passes]
     scene = request.get("scene", "")
     return [
-        save_element_maps(rates, elements, out / f"{stem}_elements.png",
-                          title=f"{scene}: ROI rates", unit="counts/s"),
+        save_element_maps(
+            rates,
+            elements,
+            out / f"{stem}_elements.png",
+            title=f"{scene}: ROI rates",
+            unit="counts/s",
+        ),
         save_dwell_maps(dwell, out / f"{stem}_dwell.png", title=f"{scene}: planned dwell"),
-        save_budget_timeline(ends, float(request["budget"]), out / f"{stem}_timeline.png",
-                             title=f"{scene}: budget timeline"),
+        save_budget_timeline(
+            ends,
+            float(request["budget"]),
+            out / f"{stem}_timeline.png",
+            title=f"{scene}: budget timeline",
+        ),
     ]
 
 
 def summary_lines(result: DemoResult) -> list[str]:
     """A one-screen summary of the demo scan."""
     job = result.job
-    lines = [f"job {job['job_id']}: {job['state']}" + (f" ({job['error']})" if job.get("error") else "")]
+    lines = [
+        f"job {job['job_id']}: {job['state']}" + (f" ({job['error']})" if job.get("error") else "")
+    ]
     with h5py.File(result.cube_file, "r") as f:
         used = float(f["entry/budget_used_s"][()])
         budget = float(job.get("budget_s") or job["request"]["budget"])
@@ -110,7 +121,9 @@ def summary_lines(result: DemoResult) -> list[str]:
 
             err = estimated_roi_rates(f) - f["entry/truth/roi_rates"][...]
             rmse = float(np.sqrt(np.mean(err**2, axis=(1, 2))).sum())
-            lines.append(f"ROI-rate RMSE against the truth (sum over elements): {rmse:.4g} counts/s")
+            lines.append(
+                f"ROI-rate RMSE against the truth (sum over elements): {rmse:.4g} counts/s"
+            )
     for key in ("policy", "train_device", "train_s"):
         if job.get(key) not in (None, ""):
             lines.append(f"{key.replace('_', ' ')}: {job[key]}")

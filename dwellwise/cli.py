@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_scan_parser(sub)
     add_daemon_parsers(sub)
+    demo = sub.add_parser(
+        "demo", help="run the daemon in-process, scan a painting adaptively, write files + PNGs"
+    )
+    demo.add_argument("--out", type=Path, default=Path("out"), help="folder for the results")
+    demo.add_argument("--scene", default=None, help="painting scene (default astronaut)")
+    demo.add_argument("--shape", type=shape_arg, default=None, help="HxW pixels (default 32x32)")
+    demo.add_argument("--budget", type=duration_arg, default=None, help="budget (default 60 s)")
+    demo.add_argument("--speedup", type=positive_float_arg, default=None, help="default 5")
     bench = sub.add_parser("bench", help="run a benchmark and record it in benchmarks/RESULTS.md")
     bench.add_argument(
         "which", choices=["simulator", "dwell", "acquisition"], help="which benchmark"
@@ -111,8 +119,27 @@ def _progress_bar(label: str):
     return show
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dwellwise.daemon.demo import main as demo_main
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a folder")
+    request = {
+        key: value
+        for key, value in (
+            ("scene", args.scene),
+            ("shape", list(args.shape) if args.shape else None),
+            ("budget", args.budget),
+            ("speedup", args.speedup),
+        )
+        if value is not None
+    }
+    return demo_main(args.out, request)
+
+
 COMMANDS = {
     "simulate": cmd_simulate,
+    "demo": cmd_demo,
     "scan": cmd_scan,
     "bench": cmd_bench,
     "serve": cmd_serve,

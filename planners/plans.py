@@ -424,7 +424,7 @@ class _FlyScan:
                         fitted = sched.fit_remaining(j, left - margin, mean)
                         if fitted is None:
                             sched.dwell[sched.order[j]] = self.min_dwell
-                            if float(sched.predicted_s(j)[0]) + margin > left:
+                            if float(sched.predicted_s(j)[0]) + mean > left:  # else its deadline cuts it
                                 finished = False
                                 break
                 elif fill and j % 4 == 0 and remaining.sum() + remaining.size * mean + margin < 0.98 * left:
