@@ -91,6 +91,8 @@ class _Docs:
         self.start: dict = {}
         self.stop: dict = {}
         self.passes: list[dict] = []
+        self.row_excess_s: list[float] = []
+        """Per row: realized − predicted instrument seconds (the software's share)."""
         self._streams: dict[str, str] = {}
 
     def __call__(self, name: str, doc: dict) -> None:
@@ -102,6 +104,11 @@ class _Docs:
             self._streams[doc["uid"]] = doc.get("name", "")
         elif name == "event" and self._streams.get(doc["descriptor"]) == "passes":
             self.passes.append({k.removeprefix("passes_"): v for k, v in doc["data"].items()})
+        elif name == "event" and self._streams.get(doc["descriptor"]) == "timeline":
+            d = doc["data"]
+            self.row_excess_s.append(
+                float(d["timeline_realized_s"]) - float(d["timeline_planned_s"])
+            )
 
 
 def run_plan(plan, speedup: float) -> tuple[float, _Docs]:
@@ -640,6 +647,9 @@ def run_science_case(case: ScienceCase) -> dict[str, Any]:
             policy_used=[str(p["policy"]) for p in docs.passes],
             fell_back=any(bool(p["fell_back"]) for p in docs.passes),
             min_budget=float(docs.start.get("planned_times", {}).get("min_budget_s", float("nan"))),
+            row_ms=1e3 * float(np.median(docs.row_excess_s)) / case.speedup
+            if docs.row_excess_s
+            else float("nan"),
         )
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
@@ -706,6 +716,13 @@ def science_tables(rows: Sequence[dict]) -> str:
             ]
             for el, a, b in zip(r["elements"], raster["rmse"], r["rmse"], strict=True):
                 per_element.setdefault(el, {}).setdefault(m, []).append(a / b if b > 0 else np.nan)
+        line.append(
+            " / ".join(
+                f"{by[(label, m)]['row_ms']:.0f}" if not by[(label, m)]["error"] else "-"
+                for m in ("raster", *adaptive)
+                if (label, m) in by
+            )
+        )
         scene_rows.append(line)
     head = ["scene", "held out", "elements", "RMSE raster (c/s)", "raster live (ms/px)"]
     for m in adaptive:
@@ -716,6 +733,7 @@ def science_tables(rows: Sequence[dict]) -> str:
             f"{m} gain at equal live time",
             f"{m} rows per pass; pass-2 policy",
         ]
+    head.append("software per row, ms wall (" + " / ".join(("raster", *adaptive)) + ")")
     scans = [r for r in rows if not r["error"]]
     bad = [r for r in scans if not (r["roi_consistent"] and r["live_consistent"])]
     if bad:
@@ -730,7 +748,8 @@ def science_tables(rows: Sequence[dict]) -> str:
         "**Per scene** (RMSE summed over elements: sqrt of the summed per-element MSE; "
         "gain = RMSE raster / RMSE adaptive; live = mean live time per pixel, all passes; gain at "
         "equal live time = gain × sqrt(live raster / live adaptive), an estimate of what the dwell "
-        "allocation alone gives)\n",
+        "allocation alone gives; software per row = median of realized − predicted row time in the "
+        "`timeline` stream, wall ms: at speedup 20 each ms costs 20 ms of the budget)\n",
         markdown_table(head, scene_rows),
     ]
     el_rows = []
