@@ -192,6 +192,24 @@ class Ledger:
             _transition(db, job_id, state, now, note or (error or ""))
         return self.get(job_id)
 
+    def requeue(self, job_id: str, *, note: str = "resumed") -> Job:
+        """Queue an interrupted job again (``interrupted`` -> ``queued``): its error and finish
+        time are cleared, its first start is kept; ``ValueError`` if it is not interrupted."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise KeyError(job_id)
+            if row["state"] != str(JobState.INTERRUPTED):
+                raise ValueError(f"job {job_id} is {row['state']}, not interrupted")
+            _update(
+                db,
+                job_id,
+                {"state": str(JobState.QUEUED), "error": None, "finished": None, "updated": now},
+            )
+            _transition(db, job_id, JobState.QUEUED, now, note)
+        return self.get(job_id)
+
     def update(self, job_id: str, **fields: Any) -> None:
         """Record progress (see :data:`PROGRESS_COLUMNS`); no transition is recorded."""
         bad = set(fields) - PROGRESS_COLUMNS

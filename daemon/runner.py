@@ -10,6 +10,9 @@ rest of the plan in the calling thread, so they are handed to the worker as comm
 * **resume**: the worker calls ``RE.resume()``.
 * **abort**: a hard ``RE.request_pause()`` (so a long row or the compute between passes does not
   delay it), then the worker calls ``RE.abort()``; every completed row stays in the cube file.
+* **resume an interrupted job** (:meth:`Runner.resume_interrupted`): a job a previous daemon left
+  unfinished is queued again under its id; its plan goes on from the first row its cube file does
+  not hold, with the budget it already spent counted (``build_scan(..., resume=True)``).
 
 Every state change goes to the ledger and to ``on_job``; every document to ``on_document``;
 progress (from the ``timeline`` and ``passes`` streams) to ``on_progress``.
@@ -24,13 +27,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bluesky.utils import DuringTask, Msg, RunEngineInterrupted
-from dwellwise.daemon.build import PreparedScan
+from dwellwise.daemon.build import BuildError, PreparedScan, build_scan, check_resumable
 from dwellwise.daemon.ledger import Ledger
 from dwellwise.daemon.progress import JobProgress, Progress
-from dwellwise.daemon.protocol import Job, JobState
+from dwellwise.daemon.protocol import Job, JobState, ScanRequest
+from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +108,8 @@ class Runner:
         self._cv = threading.Condition()
         self._queue: deque[PreparedScan] = deque()
         self._active: _Active | None = None
+        self._resuming: set[str] = set()
+        """Interrupted jobs being checked for resuming (not queued yet)."""
         self._stopping = False
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._work, name="dwellwise-runner", daemon=True)
@@ -232,11 +240,88 @@ class Runner:
             raise RunnerError(f"job {active.job_id} is running, not paused")
 
     def resume_interrupted(self, job: Job) -> str:
-        """Continue an interrupted job from its first incomplete row (not implemented yet:
-        crash-resume replaces this)."""
-        raise RunnerError(
-            f"job {job.job_id} is interrupted; resuming interrupted jobs is not supported yet"
-        )
+        """Queue an interrupted job again under its id (ledger: ``interrupted`` -> ``queued``).
+
+        Its plan goes on from the first row its cube file does not hold, with the budget already
+        spent counted (a job interrupted before it started starts afresh). The cube file is
+        checked (and what a ``kill -9`` left in it recovered) here, so a job that cannot go on is
+        refused at once with the reason; the beamline and the plan are built when the job's turn
+        comes (in the worker thread, so the control thread stays responsive)."""
+        job_id = job.job_id
+        with self._cv:
+            self._check_can_queue(job_id)
+            self._resuming.add(job_id)
+        try:
+            current = self.ledger.get(job_id)
+            if current.state != JobState.INTERRUPTED:
+                raise RunnerError(f"job {job_id} is {current.state}; only interrupted jobs resume")
+            try:
+                request = ScanRequest.model_validate(current.request)
+            except ValidationError as exc:
+                raise RunnerError(
+                    f"job {job_id} stays interrupted: its recorded request is not valid ({exc})"
+                ) from None
+            cube_file = Path(current.cube_file)
+            fresh = current.started is None and not cube_file.exists()
+            point = None
+            if not fresh:
+                try:
+                    point = check_resumable(cube_file)
+                except BuildError as exc:
+                    raise RunnerError(
+                        f"job {job_id} stays interrupted, it cannot resume: {exc}"
+                    ) from None
+            scan = PreparedScan(
+                job_id=job_id,
+                request=request,
+                cube_file=cube_file,
+                plan=_built_when_run(request, job_id, cube_file, resume=not fresh),
+                beamline=SimpleNamespace(clock=SimpleNamespace(speedup=request.speedup)),
+                passes=1 if request.mode == "raster" else request.passes,
+                budget_s=float(request.budget),
+                resumed=point,
+            )
+            if point is None:
+                how = "starts afresh (it was interrupted before it started)"
+            else:
+                how = (
+                    f"goes on with pass {point.pass_number} ({point.rows_recorded} rows recorded, "
+                    f"{point.budget_used_s:.4g} s of the {request.budget:g} s budget used"
+                )
+                if point.charged_rows:
+                    how += f", {point.charged_s:.3g} s charged for a row recorded after it"
+                how += ")"
+            with self._cv:
+                self._check_can_queue(job_id, resuming=True)
+                try:
+                    queued = self.ledger.requeue(job_id, note=f"resume: {how}")
+                except ValueError as exc:  # somebody else changed it meanwhile
+                    raise RunnerError(f"job {job_id} cannot resume: {exc}") from None
+                self._queue.append(scan)
+                position = len(self._queue)
+                self._cv.notify_all()
+        finally:
+            with self._cv:
+                self._resuming.discard(job_id)
+        log.info("job %s: queued again; it %s", job_id, how)
+        self.on_job(queued)
+        return f"job {job_id} queued again ({position} waiting); it {how}"
+
+    def _check_can_queue(self, job_id: str, resuming: bool = False) -> None:
+        """Refuse to queue ``job_id`` again now (call with the lock held; ``resuming``: this
+        thread is the one resuming it)."""
+        if self._stopping:
+            raise RunnerError("the daemon is shutting down; no new jobs")
+        if not resuming and job_id in self._resuming:
+            raise RunnerError(f"job {job_id} is already being resumed")
+        if any(s.job_id == job_id for s in self._queue):
+            raise RunnerError(f"job {job_id} is already queued")
+        if self._active is not None and self._active.job_id == job_id:
+            raise RunnerError(f"job {job_id} is already running")
+        if len(self._queue) >= self.max_queue:
+            raise RunnerError(
+                f"the queue is full ({self.max_queue} jobs); wait or abort queued jobs"
+            )
 
     def abort(self, job_id: str | None = None, reason: str = "aborted by the operator") -> str:
         """Abort the current job (every completed row stays in its file) or drop a queued one."""
@@ -321,6 +406,8 @@ class Runner:
                     budget_s=scan.budget_s,
                     speedup=float(getattr(clock, "speedup", 1.0)),
                 )
+                if scan.resumed is not None:  # rows and budget of the run(s) before
+                    _seed_progress(tracker, scan.resumed.rows_recorded)
                 active = _Active(scan=scan, tracker=tracker)
                 self._active = active
             try:
@@ -493,3 +580,23 @@ class Runner:
             self.on_job(job)
         except Exception:
             log.exception("publishing the state of job %s failed", job_id)
+
+
+def _built_when_run(request: ScanRequest, job_id: str, cube_file: Path, *, resume: bool):
+    """The plan of a job queued again: its beamline and plan are built when the RunEngine starts
+    it (a refusal then fails the job with the reason)."""
+    scan = build_scan(
+        request,
+        cube_file.parent,
+        job_id=job_id,
+        allow_scene_files=True,  # the request was accepted when it was submitted
+        resume=resume,
+        cube_file=cube_file,
+    )
+    return (yield from scan.plan)
+
+
+def _seed_progress(tracker: JobProgress, rows_recorded: int) -> None:
+    """A resumed job's progress counts the rows its earlier run(s) recorded."""
+    with tracker._lock:
+        tracker._p.rows_done_all = int(rows_recorded)
