@@ -93,6 +93,7 @@ class CubeWriter:
             g = entry.create_group(f"passes/{n}")
             g.create_dataset("planned_dwell", shape=(h, w), dtype=np.float64, fillvalue=0.0)
             g.create_dataset("live_time", shape=(h, w), dtype=np.float64, fillvalue=0.0)
+            g.create_dataset("real_time", shape=(h, w), dtype=np.float64, fillvalue=0.0)
             g.create_dataset(
                 "roi_counts", shape=(len(elements), h, w), dtype=np.uint32, fillvalue=0
             )
@@ -179,9 +180,17 @@ class CubeWriter:
         counts = np.asarray(counts, dtype=np.uint32)
         total = counts + data["counts"][row] if pass_number > 1 else counts
         data["counts"][row] = total
-        data["live_time"][row] = data["live_time"][row] + live_time
-        data["real_time"][row] = data["real_time"][row] + real_time
+        # per pass first, then the sums recomputed from the passes: writing a row again after a
+        # crash part-way through this method gives the same sums (no read-modify-write)
         g["live_time"][row] = live_time
+        if "real_time" in g:
+            g["real_time"][row] = real_time
+        passes = [self._f[f"entry/passes/{n}"] for n in self._f["entry/passes"]]
+        data["live_time"][row] = sum(p["live_time"][row] for p in passes)
+        if all("real_time" in p for p in passes):
+            data["real_time"][row] = sum(p["real_time"][row] for p in passes)
+        else:  # a file from before per-pass real time
+            data["real_time"][row] = data["real_time"][row] + real_time
         csum = np.concatenate(  # ROI counts of this pass only
             [np.zeros((counts.shape[0], 1), np.uint64), np.cumsum(counts, axis=1, dtype=np.uint64)],
             axis=1,

@@ -218,13 +218,6 @@ def test_a_row_recorded_after_the_last_budget_write_is_charged(tmp_path):
     assert check_resumable(path).charged_s == 0  # charged once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cube.py: CubeWriter.write_row adds the row to the summed /entry/data/live_time and "
-    "real_time before it marks rows_complete; HDF5 writes those contiguous datasets through at "
-    "once, so a kill -9 in between leaves the attempt in the sums of a row the file calls "
-    "unrecorded, and the resumed row is added a second time",
-)
 def test_a_kill_inside_write_row_leaves_the_summed_times_untouched(tmp_path):
     path = tmp_path / "half.h5"
     kill_after_the_summed_times = (
