@@ -69,8 +69,11 @@ class TimeBudget:
 class OverheadTracker:
     """Learns the per-row time beyond the model (realized − predicted), seconds.
 
-    ``prior_s`` is used until rows have been measured; :meth:`margin_s` is a high estimate
-    (the larger of the recent maximum and mean + 3 standard deviations) for safety checks.
+    ``prior_s`` is used until rows have been measured. Both estimates are robust: a stage stall
+    or one slow row is an event, not the software's cost per row, and must not make the governor
+    give up later passes (the row deadline, not this margin, is what keeps the budget hard).
+    :meth:`mean_s` is the median; :meth:`margin_s` the median + 4 robust standard deviations
+    (1.4826 · MAD), at least 1.5 × the median.
     """
 
     prior_s: float
@@ -89,10 +92,12 @@ class OverheadTracker:
     def mean_s(self) -> float:
         if not self._recent:
             return self.prior_s
-        return float(np.mean(self._recent))
+        return float(np.median(self._recent))
 
     def margin_s(self) -> float:
         if not self._recent:
             return 2.0 * self.prior_s
         values = np.asarray(self._recent)
-        return float(max(values.max(), values.mean() + 3.0 * values.std()))
+        median = float(np.median(values))
+        spread = 1.4826 * float(np.median(np.abs(values - median)))
+        return max(median + 4.0 * spread, 1.5 * median)

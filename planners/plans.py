@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 ROW_OVERHEAD_WALL_S = 0.012
 """Prior for the software time per row (messages, file write), wall seconds; learned afterwards."""
-END_RESERVE_WALL_S = 0.05
+END_RESERVE_WALL_S = 0.08
 """Wall seconds kept free at the end for closing the run and the file."""
 FALLBACK_COMPUTE_WALL_S = 0.05
 """Wall seconds reserved for the fallback policy when the requested one misses its deadline."""
