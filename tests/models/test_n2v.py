@@ -90,7 +90,8 @@ def test_deadline_is_honoured():
     elapsed = time.perf_counter() - start
     rep = n2v.last_training_report
     assert rep.stopped_by_deadline and rep.steps > 0
-    assert elapsed < 0.5 + 2.5  # far below the minutes 100000 steps take; loose for loaded CI
+    assert rep.steps < 100000
+    assert elapsed < 0.5 + 8.0  # far below the minutes 100000 steps take; loose for loaded CI
 
 
 def test_fits_deadline_uses_timing():

@@ -87,4 +87,5 @@ def test_deadline_is_honoured():
     elapsed = time.perf_counter() - start
     rep = pu.last_training_report
     assert rep.stopped_by_deadline and rep.steps >= 1
-    assert elapsed < 1.0 + 2.5  # loose bound for a loaded CI machine
+    assert rep.steps < 10000  # stopped long before the configured steps
+    assert elapsed < 1.0 + 8.0  # loose: 10000 steps take minutes; CI shares 2 cores
