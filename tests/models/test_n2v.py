@@ -89,7 +89,7 @@ def test_deadline_is_honoured():
     n2v.estimate_rates_n2v(x, 0.002, seed=0, deadline=0.5, config=n2v.N2VConfig(steps=100000))
     elapsed = time.perf_counter() - start
     rep = n2v.last_training_report
-    assert rep.stopped_by_deadline and rep.steps > 0
+    assert rep.stopped_by_deadline  # (0 steps is legitimate when set-up ate the deadline)
     assert rep.steps < 100000
     assert elapsed < 0.5 + 8.0  # far below the minutes 100000 steps take; loose for loaded CI
 
