@@ -9,7 +9,9 @@ REQ client works, yet a client that never reads its reply cannot wedge it) and a
 request itself, except ``submit``, whose beamline and plan are built in a helper thread and
 answered when ready, so ``status`` stays fast meanwhile. The runner thread hosts the RunEngine
 (:mod:`dwellwise.daemon.runner`); the broadcaster thread owns both PUB sockets
-(:mod:`dwellwise.daemon.publish`).
+(:mod:`dwellwise.daemon.publish`). The dwell policies between passes run in a warm worker process
+(:mod:`dwellwise.daemon.trainer`), so a hang, a CUDA error or an out-of-memory there costs a job
+one fallback answer, never the daemon.
 
 Security (:mod:`dwellwise.daemon.keys`): with ``[security] server_secret_key`` configured, all three
 sockets are CURVE servers and pyzmq's authenticator (a thread of its own) admits only the keys of
@@ -60,6 +62,7 @@ from dwellwise.daemon.protocol import (
 )
 from dwellwise.daemon.publish import Broadcaster, EventLogHandler
 from dwellwise.daemon.runner import Runner, RunnerError
+from dwellwise.daemon.trainer import TrainerProcess
 from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
@@ -129,8 +132,16 @@ def load_security(security: SecuritySection) -> tuple[ServerKeys, dict[bytes, Al
 class Daemon:
     """The long-running acquisition service."""
 
-    def __init__(self, config: DaemonConfig | None = None) -> None:
+    def __init__(
+        self, config: DaemonConfig | None = None, *, trainer: TrainerProcess | bool = True
+    ) -> None:
+        """``trainer``: the compute backend of the dwell policies between passes: ``True`` (a
+        :class:`~dwellwise.daemon.trainer.TrainerProcess` of the daemon's own), one given, or
+        ``False`` (threads of this process, as outside the daemon)."""
         self.config = config or DaemonConfig()
+        self.trainer: TrainerProcess | None = (
+            TrainerProcess() if trainer is True else (trainer or None)
+        )
         self.data_dir = Path(self.config.daemon.data_dir)
         self.addresses: dict[str, str] = {}
         """Addresses bound: ``control``, ``events``, ``documents``."""
@@ -192,6 +203,10 @@ class Daemon:
         self._log_level = package_log.level
         if package_log.getEffectiveLevel() > logging.INFO:  # the log topic carries INFO and up
             package_log.setLevel(logging.INFO)
+        if self.trainer is not None:  # warms up in the background while the daemon serves
+            from dwellwise.planners.between_passes import install_compute_backend
+
+            install_compute_backend(self.trainer.start())
         self.runner = Runner(
             self.ledger,
             on_document=self._broadcaster.document,
@@ -201,7 +216,11 @@ class Daemon:
             progress_interval=cfg.progress_interval,
             max_queue=cfg.max_queue,
         )
-        self.runner.start()
+        try:
+            self.runner.start()
+        except BaseException:
+            self._close_trainer()
+            raise
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwellwise-submit")
         self.started_at = time.time()
         self._thread = threading.Thread(target=self._serve, name="dwellwise-control", daemon=True)
@@ -428,6 +447,7 @@ class Daemon:
             self.publish_status(daemon_state="stopped")
             log.info("dwellwise daemon stopped")
         finally:
+            self._close_trainer()  # the runner has stopped: no plan waits on it
             if self._log_handler is not None:
                 package_log = logging.getLogger("dwellwise")
                 package_log.removeHandler(self._log_handler)
@@ -444,6 +464,17 @@ class Daemon:
             if self._ctx is not None:
                 self._ctx.destroy(linger=0)
             self._done.set()
+
+    def _close_trainer(self) -> None:
+        if self.trainer is None:
+            return
+        try:
+            from dwellwise.planners.between_passes import remove_compute_backend
+
+            remove_compute_backend(self.trainer)
+            self.trainer.close()
+        except Exception:
+            log.exception("cannot stop the trainer process")
 
     # -- methods ---------------------------------------------------------------------------------
     def _dispatch(self, method: str, params: BaseModel) -> dict[str, Any]:
@@ -525,6 +556,7 @@ class Daemon:
                 "detector": "simulated silicon drift detector",
             },
             "compute": self.compute,
+            "trainer": None if self.trainer is None else self.trainer.state(),
             "addresses": dict(self.addresses),
             "data_dir": str(self.data_dir.resolve()),
             "insecure": cfg.daemon.insecure and self._auth is None,
