@@ -91,6 +91,7 @@ def build_scan(
     allow_scene_files: bool = False,
     resume: bool = False,
     cube_file: str | Path | None = None,
+    stage_options: dict[str, Any] | None = None,
 ) -> PreparedScan:
     """Build the simulated beamline and the plan of ``request``; :class:`BuildError` if the
     request cannot run (the planners' :class:`~dwellwise.planners.ScanRefused` message kept).
@@ -122,6 +123,7 @@ def build_scan(
             pixel_size=request.pixel_size,
             speedup=request.speedup,
             seed=request.seed,
+            **(stage_options or {}),
         )
     except (ValueError, OSError) as exc:
         raise BuildError(f"cannot build the simulated beamline: {exc}") from None

@@ -100,6 +100,28 @@ class BeamlineSection(BaseModel):
     """Only the simulated beamline exists yet."""
     allow_scene_files: StrictBool = False
     """Whether a scan request may name an image file on the daemon's host as its scene."""
+    limits_x: tuple[float, float] | None = None
+    """Soft limits of the X axis ``[low, high]``, mm (None: -10..310, widened to the scene)."""
+    limits_y: tuple[float, float] | None = None
+    """Soft limits of the Y axis ``[low, high]``, mm (None: as X)."""
+    v_max: float = Field(default=100.0, gt=0, le=10_000, allow_inf_nan=False)
+    """Top speed of each axis, mm/s."""
+    a_max: float = Field(default=1000.0, gt=0, le=1e6, allow_inf_nan=False)
+    """Acceleration and braking of each axis, mm/s²."""
+    settle_s: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
+    """Extra settling after each row step, s."""
+
+    def stage_options(self) -> dict:
+        """Keyword arguments of ``sim_beamline`` for the stage (kinematics, limits)."""
+        from dwellwise.simulators.kinematics import Kinematics
+
+        options: dict = {
+            "kinematics": Kinematics(v_max=self.v_max, a_max=self.a_max, settle_s=self.settle_s)
+        }
+        if self.limits_x is not None or self.limits_y is not None:
+            x = self.limits_x or self.limits_y
+            options["limits"] = (tuple(x), tuple(self.limits_y or x))
+        return options
 
 
 class ClientEntry(BaseModel):

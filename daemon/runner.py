@@ -101,6 +101,8 @@ class Runner:
         self.on_idle = on_idle or (lambda: None)
         self.progress_interval = float(progress_interval)
         self.max_queue = int(max_queue)
+        self.stage_options: dict[str, Any] = {}
+        """``sim_beamline`` keywords for the stage (kinematics, limits) from the config."""
         self.analysis: Callable[[Job], None] | None = None
         """Called in the worker thread with each completed job whose request asks for analysis
         (``None``: the analysis hand-off is not wired yet, a warning is logged)."""
@@ -275,7 +277,9 @@ class Runner:
                 job_id=job_id,
                 request=request,
                 cube_file=cube_file,
-                plan=_built_when_run(request, job_id, cube_file, resume=not fresh),
+                plan=_built_when_run(
+                    request, job_id, cube_file, resume=not fresh, stage_options=self.stage_options
+                ),
                 beamline=SimpleNamespace(clock=SimpleNamespace(speedup=request.speedup)),
                 passes=1 if request.mode == "raster" else request.passes,
                 budget_s=float(request.budget),
@@ -582,7 +586,14 @@ class Runner:
             log.exception("publishing the state of job %s failed", job_id)
 
 
-def _built_when_run(request: ScanRequest, job_id: str, cube_file: Path, *, resume: bool):
+def _built_when_run(
+    request: ScanRequest,
+    job_id: str,
+    cube_file: Path,
+    *,
+    resume: bool,
+    stage_options: dict[str, Any] | None = None,
+):
     """The plan of a job queued again: its beamline and plan are built when the RunEngine starts
     it (a refusal then fails the job with the reason)."""
     scan = build_scan(
@@ -592,6 +603,7 @@ def _built_when_run(request: ScanRequest, job_id: str, cube_file: Path, *, resum
         allow_scene_files=True,  # the request was accepted when it was submitted
         resume=resume,
         cube_file=cube_file,
+        stage_options=stage_options,
     )
     return (yield from scan.plan)
 

@@ -216,6 +216,7 @@ class Daemon:
             progress_interval=cfg.progress_interval,
             max_queue=cfg.max_queue,
         )
+        self.runner.stage_options = self.config.beamline.stage_options()
         try:
             self.runner.start()
         except BaseException:
@@ -525,6 +526,7 @@ class Daemon:
                 request,
                 self.data_dir,
                 allow_scene_files=self.config.beamline.allow_scene_files,
+                stage_options=self.config.beamline.stage_options(),
             )
         except BuildError as exc:
             log.info("scan refused: %s", exc)
