@@ -183,7 +183,7 @@ def check_cube(path: str | Path, budget_s: float) -> CubeCheck:
         names = sorted(f["entry/passes"], key=int)
         g = {n: f[f"entry/passes/{n}"] for n in names}
         done = {n: g[n]["rows_complete"][...].astype(bool) for n in names}
-        planned = {n: g[n]["planned_dwell"][...] for n in names}
+        planned = {n: g[n]["dwell_planned"][...] for n in names}
         live = {n: g[n]["live_time"][...] for n in names}
         roi = {n: g[n]["roi_counts"][...].astype(np.int64) for n in names}
         ends = {n: g[n]["row_end_s"][...] if "row_end_s" in g[n] else None for n in names}

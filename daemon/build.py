@@ -259,7 +259,7 @@ def _charge_unrecorded_time(f: Any) -> list[tuple[int, int, float]]:
             return []
         done = g["rows_complete"][...].astype(bool)
         ends = g["row_end_s"][...]
-        dwell = g["planned_dwell"][...].sum(axis=1)
+        dwell = g["dwell_planned"][...].sum(axis=1)
         timed = np.flatnonzero(done & np.isfinite(ends))
         order = timed[np.argsort(ends[timed])]
         overheads += [

@@ -79,7 +79,7 @@ def save_pngs(cube: Path, out: Path, request: dict[str, Any]) -> list[Path]:
         elements = [e.decode() for e in f["entry/rois/elements"][...]]
         rates = estimated_roi_rates(f)
         passes = sorted(f["entry/passes"], key=int)
-        dwell = [f[f"entry/passes/{n}/planned_dwell"][...] for n in passes]
+        dwell = [f[f"entry/passes/{n}/dwell_planned"][...] for n in passes]
         ends = [f[f"entry/passes/{n}/row_end_s"][...] for n in passes]
     scene = request.get("scene", "")
     return [
@@ -113,7 +113,7 @@ def summary_lines(result: DemoResult) -> list[str]:
         for n in sorted(f["entry/passes"], key=int):
             g = f[f"entry/passes/{n}"]
             done = g["rows_complete"][...]
-            planned = g["planned_dwell"][...]
+            planned = g["dwell_planned"][...]
             mean = float(planned[done].mean()) * 1e3 if done.any() else 0.0
             lines.append(f"pass {n}: {int(done.sum())}/{done.size} rows, mean dwell {mean:.1f} ms")
         if "entry/truth" in f:

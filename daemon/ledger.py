@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dwellwise.daemon.protocol import Job, JobState, jsonable
+from dwellwise.daemon.protocol import Job, JobState, ScanProgressFields, jsonable
 
 LEDGER_FILE = "ledger.sqlite"
 """File name of the ledger inside the data directory."""
@@ -61,24 +61,7 @@ CREATE TABLE IF NOT EXISTS transitions (
 CREATE INDEX IF NOT EXISTS transitions_job ON transitions (job_id);
 """
 
-PROGRESS_COLUMNS = frozenset(
-    {
-        "pass_number",
-        "passes",
-        "rows_done",
-        "rows_total",
-        "rows_done_all",
-        "budget_s",
-        "used_s",
-        "left_s",
-        "policy",
-        "fell_back",
-        "train_device",
-        "train_s",
-        "run_uid",
-        "cube_file",
-    }
-)
+PROGRESS_COLUMNS = frozenset({*ScanProgressFields.model_fields, "cube_file"})
 """Columns :meth:`Ledger.update` may change (state changes go through :meth:`Ledger.set_state`)."""
 
 

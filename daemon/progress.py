@@ -14,46 +14,21 @@ import threading
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from dwellwise.daemon.protocol import ScanProgressFields
+from pydantic import ConfigDict
 
 
-class Progress(BaseModel):
+class Progress(ScanProgressFields):
     """What the ``progress`` event carries."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     job_id: str
     """The job."""
-    pass_number: int = 0
-    """Pass being measured, 1-based (0 before the first row)."""
-    passes: int = 1
-    """Passes planned."""
-    rows_done: int = 0
-    """Rows completed in this pass."""
-    rows_total: int = 0
-    """Rows per pass."""
-    rows_done_all: int = 0
-    """Rows completed over all passes."""
-    budget_s: float | None = None
-    """Instrument-time budget, seconds."""
-    used_s: float = 0.0
-    """Instrument time used, seconds."""
-    left_s: float | None = None
-    """Instrument time left in the budget, seconds."""
     eta_s: float | None = None
     """Wall seconds until the scan ends at the latest (the budget left over the speedup)."""
     count_rate: float | None = None
     """ROI counts per second of live time in the latest row, counts/s."""
-    policy: str | None = None
-    """Policy that decided the dwell of the latest pass."""
-    fell_back: bool = False
-    """Whether the requested policy missed its deadline and the fallback answered."""
-    train_device: str | None = None
-    """Where a learned policy trained (``cuda``, ``cpu``; ``-``: closed-form)."""
-    train_s: float = 0.0
-    """Instrument seconds spent computing dwell maps between passes."""
-    run_uid: str | None = None
-    """Bluesky run start uid."""
     cube_file: str | None = None
     """Cube file, from the start document."""
     exit_status: str | None = None

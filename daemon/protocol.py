@@ -201,19 +201,11 @@ class Reply(BaseModel):
     """The method's answer."""
 
 
-class Job(BaseModel):
-    """A job as the ledger records it and the ``job`` method reports it."""
+class ScanProgressFields(BaseModel):
+    """How far a job's scan has got: shared by the job record and the ``progress`` event."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    job_id: str
-    """Unique id (``YYYYmmdd-HHMMSS-xxxxxx``)."""
-    state: JobState
-    """Current state."""
-    request: dict[str, Any]
-    """The scan request, all fields filled in."""
-    cube_file: str
-    """Cube file (HDF5) the scan writes."""
     pass_number: int = 0
     """Pass being measured (1-based; 0 before the first row)."""
     passes: int = 1
@@ -238,10 +230,25 @@ class Job(BaseModel):
     """Where a learned policy trained (``cuda``, ``cpu``; ``-`` for closed-form policies)."""
     train_s: float = 0.0
     """Instrument seconds spent computing dwell maps between passes."""
-    error: str | None = None
-    """Why the job failed, was aborted or interrupted."""
     run_uid: str | None = None
     """Bluesky run start uid."""
+
+
+class Job(ScanProgressFields):
+    """A job as the ledger records it and the ``job`` method reports it."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    job_id: str
+    """Unique id (``YYYYmmdd-HHMMSS-xxxxxx``)."""
+    state: JobState
+    """Current state."""
+    request: dict[str, Any]
+    """The scan request, all fields filled in."""
+    cube_file: str
+    """Cube file (HDF5) the scan writes."""
+    error: str | None = None
+    """Why the job failed, was aborted or interrupted."""
     created: float
     """Submission time, Unix seconds."""
     started: float | None = None

@@ -35,7 +35,7 @@ from bluesky.utils import DuringTask, Msg, RunEngineInterrupted
 from dwellwise.daemon.build import BuildError, PreparedScan, build_scan, check_resumable
 from dwellwise.daemon.ledger import Ledger
 from dwellwise.daemon.progress import JobProgress, Progress
-from dwellwise.daemon.protocol import Job, JobState, ScanRequest
+from dwellwise.daemon.protocol import Job, JobState, ScanProgressFields, ScanRequest
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
@@ -538,23 +538,7 @@ class Runner:
 
     def _write_progress(self, active: _Active) -> None:
         p = active.tracker.snapshot()
-        fields = p.model_dump(
-            include={
-                "pass_number",
-                "passes",
-                "rows_done",
-                "rows_total",
-                "rows_done_all",
-                "budget_s",
-                "used_s",
-                "left_s",
-                "policy",
-                "fell_back",
-                "train_device",
-                "train_s",
-                "run_uid",
-            }
-        )
+        fields = p.model_dump(include=set(ScanProgressFields.model_fields))
         if p.cube_file:
             fields["cube_file"] = p.cube_file
         try:

@@ -269,21 +269,20 @@ class Daemon:
             keys.apply(control)
         self.addresses["control"] = bind(control, cfg.control)
         self._control = control
-        events = ctx.socket(zmq.PUB)
-        events.setsockopt(zmq.SNDHWM, 10_000)
-        if keys is not None:
-            keys.apply(events)
-        self.addresses["events"] = bind(events, cfg.events)
-        self._events_sock = events
-        documents = ctx.socket(zmq.PUB)
-        documents.setsockopt(zmq.SNDHWM, 100_000)
-        if keys is not None:
-            keys.apply(documents)
-        self.addresses["documents"] = bind(documents, cfg.documents)
-        self._documents_sock = documents
+        self._events_sock = self._bind_pub(ctx, "events", cfg.events, hwm=10_000)
+        self._documents_sock = self._bind_pub(ctx, "documents", cfg.documents, hwm=100_000)
         replies = ctx.socket(zmq.PULL)
         replies.bind(self._reply_address)
         self._replies = replies
+
+    def _bind_pub(self, ctx, name: str, address: str, *, hwm: int):
+        """A PUB socket (CURVE when keys are configured) bound to ``address``."""
+        sock = ctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        if self._server_keys is not None:
+            self._server_keys.apply(sock)
+        self.addresses[name] = bind(sock, address)
+        return sock
 
     def serve_forever(self) -> None:
         """Start (if needed) and block until ``shutdown``; SIGTERM and SIGINT shut down too."""

@@ -7,7 +7,7 @@ Layout (see DESIGN.md)::
         counts    (H, W, E) uint32   summed over passes
         energy    (E,) keV;  x (W,) mm;  y (H,) mm
         live_time, real_time (H, W) seconds, summed over passes
-    /entry/passes/<n>/          planned_dwell (H, W) s, live_time (H, W) s,
+    /entry/passes/<n>/          dwell_planned (H, W) s, live_time (H, W) s,
                                 roi_counts (C, H, W), rows_complete (H,) bool
     /entry/rois                 elements (C,), windows (C, 2) channel ranges
     /entry/truth/               rates, roi_rates (C, H, W) counts/s, elements (simulations)
@@ -91,7 +91,7 @@ class CubeWriter:
         rois["windows"].attrs["units"] = "channel (inclusive range)"
         for n in range(1, passes + 1):
             g = entry.create_group(f"passes/{n}")
-            g.create_dataset("planned_dwell", shape=(h, w), dtype=np.float64, fillvalue=0.0)
+            g.create_dataset("dwell_planned", shape=(h, w), dtype=np.float64, fillvalue=0.0)
             g.create_dataset("live_time", shape=(h, w), dtype=np.float64, fillvalue=0.0)
             g.create_dataset("real_time", shape=(h, w), dtype=np.float64, fillvalue=0.0)
             g.create_dataset(
@@ -152,7 +152,7 @@ class CubeWriter:
 
     def set_planned_dwell(self, pass_number: int, dwell: np.ndarray) -> None:
         """Record the planned dwell map of a pass, seconds ``(H, W)``."""
-        self._f[f"entry/passes/{pass_number}/planned_dwell"][...] = dwell
+        self._f[f"entry/passes/{pass_number}/dwell_planned"][...] = dwell
         self._f.flush()
 
     def set_status(self, status: str) -> None:
@@ -199,7 +199,7 @@ class CubeWriter:
         roi = (csum[:, hi] - csum[:, lo]).T
         g["roi_counts"][:, row, :] = roi
         if planned_dwell is not None:
-            g["planned_dwell"][row] = planned_dwell
+            g["dwell_planned"][row] = planned_dwell
         g["rows_complete"][row] = True
         self._f.flush()
         return roi

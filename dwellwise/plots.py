@@ -35,11 +35,7 @@ def save_element_maps(
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label(unit, fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def save_dwell_maps(maps: Sequence[np.ndarray], path: str | Path, *, title: str = "") -> Path:
@@ -54,11 +50,7 @@ def save_dwell_maps(maps: Sequence[np.ndarray], path: str | Path, *, title: str 
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label("ms", fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def save_budget_timeline(
@@ -78,6 +70,10 @@ def save_budget_timeline(
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

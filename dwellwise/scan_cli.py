@@ -139,7 +139,7 @@ def _print_summary(path: Path, used_s: float, budget_s: float) -> None:
                 print(f"  pass {n}: not run")
                 continue
             done = g["rows_complete"][...]
-            planned = g["planned_dwell"][...][done]
+            planned = g["dwell_planned"][...][done]
             print(
                 f"  pass {n}: {rows}/{done.size} rows, planned dwell mean "
                 f"{planned.mean() * 1e3:.2f} ms (min {planned.min() * 1e3:.2f}, "

@@ -126,6 +126,7 @@ def simulate_scan(
                 totals += int(acq.counts.sum(dtype=np.uint64))
                 if progress:
                     progress(row + 1, h)
+            writer.set_status("completed")
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -264,12 +264,14 @@ class AllocationJob:
             note = f"{self.policy} failed: {exc}"
         else:
             note = f"{self.policy} missed its {self.deadline_s:.3g} s deadline"
-        log.warning("dwell policy fallback to %s: %s", FALLBACK_POLICY, note)
+        # the fallback is blindspot-sqrt, unless that is what just failed: then uniform
+        fallback = FALLBACK_POLICY if self.policy != FALLBACK_POLICY else "uniform"
+        log.warning("dwell policy fallback to %s: %s", fallback, note)
         try:
-            dwell = allocate_dwell(*self.args, policy=FALLBACK_POLICY, **self.kwargs)
-            used = FALLBACK_POLICY
+            dwell = allocate_dwell(*self.args, policy=fallback, **self.kwargs)
+            used = fallback
         except Exception as exc:  # the closed-form fallback should not fail; uniform never does
-            note += f"; {FALLBACK_POLICY} failed too ({exc})"
+            note += f"; {fallback} failed too ({exc})"
             dwell = allocate_dwell(*self.args, policy="uniform", **self.kwargs)
             used = "uniform"
         return Allocation(

@@ -160,6 +160,7 @@ class _FlyScan:
         self.fallback_s = FALLBACK_COMPUTE_WALL_S * speed + 2e-6 * speed * np.prod(geom.shape)
         self.planned: dict[str, float] = {}
         self._rows_done = 0
+        self._compute_s = 0.0  # instrument seconds of the compute before the current pass
         self.deadline_s = 0.0
         self.min_pass_s = 0.0
         c = len(sdd.elements)
@@ -381,7 +382,7 @@ class _FlyScan:
         predicted = sched.fit_remaining(
             0, available - self.overhead.margin_s(), self.overhead.mean_s()
         )
-        self._pass_info = {"compute_s": compute_s}
+        self._compute_s = compute_s
         if predicted is None:
             return alloc, None
         return alloc, sched
@@ -468,7 +469,7 @@ class _FlyScan:
             realized_s=self.clock.now() - pass_start,
             rows_done=done,
             mean_dwell_s=float(sched.dwell.mean()),
-            compute_s=float(getattr(self, "_pass_info", {}).get("compute_s", 0.0)) if k > 1 else 0.0,
+            compute_s=self._compute_s if k > 1 else 0.0,
             policy=alloc.policy,
             fell_back=bool(alloc.fell_back),
             device=alloc.device,
@@ -515,6 +516,15 @@ def _fixed_allocation(dwell: np.ndarray, policy: str = "uniform", note: str = ""
     )
 
 
+def _fields_of(model, request: dict) -> dict:
+    """The recorded request's fields that ``model`` takes (JSON lists back to tuples)."""
+    return {
+        k: tuple(v) if isinstance(v, list) and k in ("shape", "origin") else v
+        for k, v in request.items()
+        if k in model.model_fields
+    }
+
+
 def _read_record(record, stream: str) -> MsgGenerator:
     """One event of a soft record in its own stream."""
     yield from bps.create(name=stream)
@@ -530,18 +540,14 @@ def resume_scan(stage, sdd, *, cube_file: str | Path, md: Mapping[str, Any] | No
     should have."""
     state = read_resume_state(cube_file)
     req = state.request
-    region = {k: req[k] for k in ("pixel_size",) if k in req}
-    region.update(shape=tuple(req["shape"]), origin=tuple(req.get("origin", (0.0, 0.0))))
     adaptive = None
     if state.plan_name == "adaptive_scan":
-        adaptive = parse_request(
-            AdaptiveRequest, **{k: v for k, v in req.items() if k in AdaptiveRequest.model_fields}
-        )
+        adaptive = parse_request(AdaptiveRequest, **_fields_of(AdaptiveRequest, req))
         scan = _FlyScan(stage, sdd, adaptive.geometry(), passes=adaptive.passes, plan_name=state.plan_name)
         scan.plan_adaptive(adaptive, check=False)
         budget, first = adaptive.budget, adaptive.t0
     elif state.plan_name in ("raster_scan", "budget_raster_scan"):
-        raster = parse_request(RasterRequest, dwell=req["dwell"], **region)
+        raster = parse_request(RasterRequest, **_fields_of(RasterRequest, req))
         scan = _FlyScan(stage, sdd, raster.geometry(), passes=1, plan_name=state.plan_name)
         budget, first = req.get("budget"), raster.dwell
     else:

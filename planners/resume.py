@@ -77,7 +77,7 @@ def read_resume_state(path: str | Path) -> ResumeState:
             done = g["rows_complete"][...].astype(bool)
             if done.all():
                 continue
-            planned = g["planned_dwell"][...]
+            planned = g["dwell_planned"][...]
             started = bool(np.any(planned > 0))
             return ResumeState(
                 plan_name=plan_name,

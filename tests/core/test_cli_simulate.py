@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import h5py
 import pytest
 
 from dwellwise.cli import main
@@ -36,6 +37,8 @@ def test_simulate_writes_file_png_and_summary(tmp_path, capsys):
     assert "Fe_K" in text and "counts" in text
     assert out.is_file() and png.stat().st_size > 1000
     assert not list(tmp_path.glob(".*partial"))
+    with h5py.File(out) as f:
+        assert bytes(f["entry/scan_status"][()]).strip() == b"completed"
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ def test_kill_9_restart_resume(tmp_path, capsys, kill_after_rows, delay_s, by_co
     with h5py.File(trial.cube_file, "r") as f:
         real = f["entry/data/real_time"][...]
         done = {n: f[f"entry/passes/{n}/rows_complete"][...][:, None] for n in "12"}
-        dwell = {n: f[f"entry/passes/{n}/planned_dwell"][...] for n in "12"}
+        dwell = {n: f[f"entry/passes/{n}/dwell_planned"][...] for n in "12"}
         planned = sum(np.where(done[n], dwell[n], 0.0) for n in "12")
         shortest = min(float(dwell[n][done[n][:, 0]].min()) for n in "12" if done[n].any())
         assert np.all(real >= planned * (1 - 1e-9))  # each pixel visited once per pass ...

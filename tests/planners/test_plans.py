@@ -71,7 +71,7 @@ def test_every_document_validates_and_adaptive_scan_fills_the_file(bl, tmp_path)
         cube_roi = sum(cube[..., lo : hi + 1].sum() for lo, hi in win)
         assert roi_sum == cube_roi
         # every pixel got at least its planned dwell in both passes (real time: beam in pixel)
-        planned = p1["planned_dwell"][...] + p2["planned_dwell"][...]
+        planned = p1["dwell_planned"][...] + p2["dwell_planned"][...]
         assert np.all(f["entry/data/real_time"][...] >= planned * (1 - 1e-9))
 
 

@@ -52,7 +52,7 @@ def test_resume_after_abort_completes_every_pixel_exactly_once(tmp_path, stop_af
         for n in ("1", "2"):
             assert f[f"entry/passes/{n}/rows_complete"][...].all()
         real = f["entry/data/real_time"][...]
-        planned = f["entry/passes/1/planned_dwell"][...] + f["entry/passes/2/planned_dwell"][...]
+        planned = f["entry/passes/1/dwell_planned"][...] + f["entry/passes/2/dwell_planned"][...]
         # each pixel was visited once per pass: real time at least the plan, and far below
         # what a second visit of either pass would add
         assert np.all(real >= planned * (1 - 1e-9))
