@@ -10,6 +10,7 @@ from pathlib import Path
 from dwellwise.cliargs import UsageError, duration_arg, positive_float_arg, shape_arg
 from dwellwise.daemon.cli import add_daemon_parsers, cmd_console, cmd_keygen, cmd_serve
 from dwellwise.scan_cli import add_scan_parser, cmd_scan
+from dwellwise.train_cli import add_train_parser, cmd_train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_scan_parser(sub)
     add_daemon_parsers(sub)
+    add_train_parser(sub)
     demo = sub.add_parser(
         "demo", help="run the daemon in-process, scan a painting adaptively, write files + PNGs"
     )
@@ -145,6 +147,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "console": cmd_console,
     "keygen": cmd_keygen,
+    "train": cmd_train,
 }
 
 
