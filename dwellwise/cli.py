@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,9 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--budget", type=duration_arg, default=None, help="budget (default 60 s)")
     demo.add_argument("--speedup", type=positive_float_arg, default=None, help="default 5")
     bench = sub.add_parser("bench", help="run a benchmark and record it in benchmarks/RESULTS.md")
-    bench.add_argument(
-        "which", choices=["simulator", "dwell", "acquisition"], help="which benchmark"
-    )
+    bench.add_argument("which", choices=sorted(BENCHMARKS), help="which benchmark")
     bench.add_argument("--quick", action="store_true", help="small configuration (CI)")
     return parser
 
@@ -97,14 +96,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHMARKS = {
+    "simulator": "dwellwise.benchmarks.simulator",
+    "dwell": "dwellwise.benchmarks.dwell_cli",
+    "acquisition": "dwellwise.benchmarks.acquisition_cli",
+    "analysis-speed": "dwellwise.benchmarks.analysis_speed",
+    "element-maps": "dwellwise.benchmarks.element_maps",
+    "pigments": "dwellwise.benchmarks.pigments",
+    "zaber": "dwellwise.benchmarks.zaber_serial",
+    "hardware-faults": "dwellwise.benchmarks.hardware_faults",
+}
+"""Benchmark name -> module with ``main(quick: bool) -> int`` (imported only when run)."""
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.which == "simulator":
-        from dwellwise.benchmarks.simulator import main as bench_main
-    elif args.which == "dwell":
-        from dwellwise.benchmarks.dwell_cli import main as bench_main
-    else:
-        from dwellwise.benchmarks.acquisition_cli import main as bench_main
-    return bench_main(quick=args.quick)
+    return importlib.import_module(BENCHMARKS[args.which]).main(quick=args.quick)
 
 
 def _progress_bar(label: str):
