@@ -129,6 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from dwellwise.daemon.addresses import AddressError, check_bind
     from dwellwise.daemon.config import ConfigError, load_config
+    from dwellwise.daemon.datadir_lock import DataDirInUse
     from dwellwise.daemon.keys import KeysError
     from dwellwise.daemon.server import Daemon, configure_logging, load_security
 
@@ -158,7 +159,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     daemon = Daemon(config)
     try:
         daemon.start()
-    except (AddressError, KeysError) as exc:
+    except (AddressError, KeysError, DataDirInUse) as exc:
         raise UsageError(str(exc)) from None
     daemon.serve_forever()
     return 0

@@ -6,7 +6,9 @@ loses at most the change in flight. One connection per thread (SQLite connection
 shared between threads), in WAL mode so that readers never wait for the writer.
 
 On open, a job that a previous process left ``queued``, ``running`` or ``paused`` becomes
-``interrupted``: that process is gone, so nobody is running it any more.
+``interrupted``: that process is gone, so nobody is running it any more. The open ledger holds
+the data directory's lock (:mod:`dwellwise.daemon.datadir_lock`), so a second daemon on the same
+directory is refused instead of interrupting the first one's jobs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dwellwise.daemon.datadir_lock import DataDirLock
 from dwellwise.daemon.protocol import Job, JobState, ScanProgressFields, jsonable
 
 LEDGER_FILE = "ledger.sqlite"
@@ -72,6 +75,7 @@ class Ledger:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / LEDGER_FILE
+        self._dir_lock = DataDirLock(self.data_dir)  # raises DataDirInUse before touching jobs
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -119,6 +123,7 @@ class Ledger:
                 except sqlite3.ProgrammingError:  # made in another thread: sqlite3 refuses
                     pass
             self._connections.clear()
+            self._dir_lock.release()
 
     # -- writing -----------------------------------------------------------------------------
     def add(
