@@ -367,8 +367,9 @@ def summary(job: dict[str, Any]) -> str:
     if job.get("policy"):
         fell = " (fallback)" if job.get("fell_back") else ""
         lines.append(
-            f"  policy:    {job['policy']}{fell}, computed on {job.get('train_device') or '-'}"
-            f" for {float(job.get('train_s') or 0):.2f} s"
+            f"  policy:    {job['policy']}{fell}, trained on {job.get('train_device') or '-'}"
+            f" for {float(job.get('train_s') or 0):.2f} s; compute between passes"
+            f" {float(job.get('compute_s') or 0):.2f} s of instrument time"
         )
     if job.get("error"):
         lines.append(f"  error:     {job['error']}")

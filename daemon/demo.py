@@ -124,7 +124,7 @@ def summary_lines(result: DemoResult) -> list[str]:
             lines.append(
                 f"ROI-rate RMSE against the truth (sum over elements): {rmse:.4g} counts/s"
             )
-    for key in ("policy", "train_device", "train_s"):
+    for key in ("policy", "train_device", "train_s", "compute_s"):
         if job.get(key) not in (None, ""):
             lines.append(f"{key.replace('_', ' ')}: {job[key]}")
     lines.append(f"cube file: {result.cube_file}")

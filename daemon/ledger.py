@@ -14,6 +14,7 @@ directory is refused instead of interrupting the first one's jobs.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     policy        TEXT,
     fell_back     INTEGER NOT NULL DEFAULT 0,
     train_device  TEXT,
+    compute_s     REAL NOT NULL DEFAULT 0,
     train_s       REAL NOT NULL DEFAULT 0,
     error         TEXT,
     run_uid       TEXT,
@@ -64,6 +66,12 @@ CREATE TABLE IF NOT EXISTS transitions (
 CREATE INDEX IF NOT EXISTS transitions_job ON transitions (job_id);
 """
 
+_COLUMN_DECLS = {
+    m.group(1): m.group(2).rstrip(",")
+    for m in re.finditer(r"^    (\w+)\s+(\w+.*)$", _SCHEMA.split("CREATE INDEX")[0], re.M)
+}
+"""Column name -> SQL declaration of the ``jobs`` table (for upgrading older ledgers)."""
+
 PROGRESS_COLUMNS = frozenset({*ScanProgressFields.model_fields, "cube_file"})
 """Columns :meth:`Ledger.update` may change (state changes go through :meth:`Ledger.set_state`)."""
 
@@ -81,8 +89,17 @@ class Ledger:
         self._lock = threading.Lock()
         self._closed = False
         self._db().executescript(_SCHEMA)  # executescript manages its own transaction
+        self._add_missing_columns()
         self.recovered: list[str] = self._interrupt_leftovers()
         """Jobs this open marked ``interrupted``."""
+
+    def _add_missing_columns(self) -> None:
+        """Bring a ledger written by an older dwellwise up to the current columns."""
+        db = self._db()
+        have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+        for name, decl in _COLUMN_DECLS.items():
+            if name not in have:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     # -- connections ------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:

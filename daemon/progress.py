@@ -129,7 +129,8 @@ class JobProgress:
             device = str(d.get("device") or "-")
             if device != "-" or p.train_device is None:
                 p.train_device = device
-            p.train_s += float(d.get("compute_s", 0.0) or 0.0)
+            p.compute_s += float(d.get("compute_s", 0.0) or 0.0)
+            p.train_s += float(d.get("train_s", 0.0) or 0.0)
             p.time = time.time()
             return "pass"
         return None

@@ -228,8 +228,10 @@ class ScanProgressFields(BaseModel):
     """Whether the requested policy missed its deadline and the fallback answered."""
     train_device: str | None = None
     """Where a learned policy trained (``cuda``, ``cpu``; ``-`` for closed-form policies)."""
+    compute_s: float = 0.0
+    """Instrument seconds between passes spent computing dwell maps (the budget's share)."""
     train_s: float = 0.0
-    """Instrument seconds spent computing dwell maps between passes."""
+    """Wall seconds a learned policy spent training and inferring (part of ``compute_s``)."""
     run_uid: str | None = None
     """Bluesky run start uid."""
 

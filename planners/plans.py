@@ -473,6 +473,7 @@ class _FlyScan:
             policy=alloc.policy,
             fell_back=bool(alloc.fell_back),
             device=alloc.device,
+            train_s=float(alloc.train_s) if k > 1 else 0.0,
             replans=replans,
         )
         yield from _read_record(self.summary, "passes")

@@ -69,5 +69,8 @@ class PassSummary(SoftRecord):
     """Whether the requested policy missed its deadline and the fallback answered."""
     device = Cpt(Signal, value="-")
     """Where a learned policy trained (``cuda``, ``cpu``) or ``-``."""
+    train_s = Cpt(Signal, value=0.0)
+    """Wall seconds the learned policy spent training and inferring before the pass (part of
+    ``compute_s``, which also holds data hand-over and waiting; 0 when nothing trained)."""
     replans = Cpt(Signal, value=0)
     """How many times the governor re-planned rows during the pass."""

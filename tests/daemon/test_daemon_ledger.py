@@ -78,3 +78,29 @@ def test_many_threads_write_at_once(tmp_path):
     assert not errors
     assert len(ledger.in_state(JobState.COMPLETED)) == 120
     ledger.close()
+
+
+def test_a_ledger_from_an_older_release_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "ledger.sqlite")
+    old.executescript(
+        "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, state TEXT NOT NULL, request TEXT NOT NULL,"
+        " cube_file TEXT NOT NULL, pass_number INTEGER NOT NULL DEFAULT 0,"
+        " passes INTEGER NOT NULL DEFAULT 1, rows_done INTEGER NOT NULL DEFAULT 0,"
+        " rows_total INTEGER NOT NULL DEFAULT 0, rows_done_all INTEGER NOT NULL DEFAULT 0,"
+        " budget_s REAL, used_s REAL NOT NULL DEFAULT 0, left_s REAL, policy TEXT,"
+        " fell_back INTEGER NOT NULL DEFAULT 0, train_device TEXT,"
+        " train_s REAL NOT NULL DEFAULT 0, error TEXT, run_uid TEXT, created REAL NOT NULL,"
+        " started REAL, finished REAL, updated REAL NOT NULL);"
+        "INSERT INTO jobs (job_id, state, request, cube_file, created, updated)"
+        " VALUES ('old', 'completed', '{}', 'old.h5', 1.0, 1.0);"
+    )
+    old.commit()
+    old.close()
+    ledger = Ledger(tmp_path)
+    job = ledger.get("old")
+    assert job.state == JobState.COMPLETED and job.compute_s == 0.0
+    ledger.update("old", compute_s=2.5)
+    assert ledger.get("old").compute_s == 2.5
+    ledger.close()

@@ -176,6 +176,9 @@ def test_budget_holds_with_slow_rows_stalls_and_a_stalling_policy(tmp_path):
     assert used >= 0.8 * budget
     passes = [d["data"] for n, d in docs if n == "event" and "passes_fell_back" in d["data"]]
     assert passes and all(p["passes_fell_back"] for p in passes if p["passes_pass_number"] > 1)
+    # the stalled policy trained nothing: its compute time is waiting, not training
+    later = [p for p in passes if p["passes_pass_number"] > 1]
+    assert all(p["passes_train_s"] == 0.0 and p["passes_compute_s"] > 0 for p in later)
 
 
 @pytest.mark.parametrize(
