@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 ROW_OVERHEAD_WALL_S = 0.012
 """Prior for the software time per row (messages, file write), wall seconds; learned afterwards."""
 END_RESERVE_WALL_S = 0.08
-"""Wall seconds kept free at the end for closing the run and the file."""
+"""Wall seconds kept free at the end for closing the run and the file (at least)."""
+TAIL_ROWS = 2.5
+"""The end reserve covers this many times the worst per-row software time seen so far."""
 FALLBACK_COMPUTE_WALL_S = 0.05
 """Wall seconds reserved for the fallback policy when the requested one misses its deadline."""
 DEFAULT_DATA_DIR = Path("dwellwise-data")
@@ -156,7 +158,8 @@ class _FlyScan:
         self.min_dwell = self.kin.min_dwell(geom.pixel_size)
         speed = getattr(self.clock, "speedup", 1.0)
         self.overhead = OverheadTracker(prior_s=ROW_OVERHEAD_WALL_S * speed)
-        self.end_reserve_s = END_RESERVE_WALL_S * speed
+        self._end_reserve_base_s = END_RESERVE_WALL_S * speed
+        self._worst_row_software_s = 0.0  # collect + write + records after a row, worst seen
         self.fallback_s = FALLBACK_COMPUTE_WALL_S * speed + 2e-6 * speed * np.prod(geom.shape)
         self.planned: dict[str, float] = {}
         self._rows_done = 0
@@ -169,6 +172,14 @@ class _FlyScan:
         self.timeline = RowTimeline(name="timeline")
         self.summary = PassSummary(name="passes")
         check_region(geom, stage.limits, self.kin)
+
+    @property
+    def end_reserve_s(self) -> float:
+        """Instrument seconds kept at the end of the budget for what follows the last row (its
+        collection and file write, the pass summary, closing the run). At least the fixed
+        prior; at least ``TAIL_ROWS`` times the worst software time seen after any row, so a
+        loaded machine (whose hiccups a high speedup magnifies) keeps a larger reserve."""
+        return max(self._end_reserve_base_s, TAIL_ROWS * self._worst_row_software_s)
 
     # -- planning before anything moves -----------------------------------------------------
     def start_xy(self) -> tuple[float, float]:
@@ -434,6 +445,7 @@ class _FlyScan:
             row = sched.fly_row(j, self._row_deadline(timer))
             predicted = float(sched.predicted_s(j)[0])
             yield from bps.abs_set(self.stage, row, wait=True)
+            row_over = self.clock.now()
             pages = yield from bps.collect(self.sdd.pixels, name="primary", return_payload=True)
             yield from bps.collect(self.sdd.spectra, name="spectra")
             if not pages:  # the stage abandoned the row at the budget's hard end
@@ -462,6 +474,7 @@ class _FlyScan:
             now2 = self.clock.now()
             if self.clock.paused_s() == paused_row:  # rows with a pause teach nothing
                 self.overhead.add(predicted, now2 - mark)
+                self._worst_row_software_s = max(self._worst_row_software_s, now2 - row_over)
             mark = now2
         self.summary.record(
             pass_number=k,
