@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dwellwise.analyze_cli import add_analyze_parser, cmd_analyze
 from dwellwise.cliargs import UsageError, duration_arg, positive_float_arg, shape_arg
 from dwellwise.daemon.cli import add_daemon_parsers, cmd_console, cmd_keygen, cmd_serve
 from dwellwise.scan_cli import add_scan_parser, cmd_scan
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scan_parser(sub)
     add_daemon_parsers(sub)
     add_train_parser(sub)
+    add_analyze_parser(sub)
     demo = sub.add_parser(
         "demo", help="run the daemon in-process, scan a painting adaptively, write files + PNGs"
     )
@@ -154,6 +156,7 @@ COMMANDS = {
     "console": cmd_console,
     "keygen": cmd_keygen,
     "train": cmd_train,
+    "analyze": cmd_analyze,
 }
 
 

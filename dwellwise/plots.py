@@ -79,3 +79,24 @@ def _save(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def save_pigment_maps(
+    probabilities: np.ndarray, names: Sequence[str], path: str | Path, *, title: str = ""
+) -> Path:
+    """Save ``(P, H, W)`` pigment probabilities (0..1, one colour scale for all) as a grid."""
+    n = len(names)
+    cols = min(n, 6)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for ax, m, name in zip(axes.ravel(), probabilities, names, strict=False):
+        im = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(name.replace("_", " "), fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label("probability", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

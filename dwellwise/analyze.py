@@ -1,0 +1,487 @@
+"""``dwellwise analyze``: elemental maps and pigment maps of a finished cube, written into it.
+
+The cube's spectra are read in blocks of rows (memory stays bounded by ``chunk_pixels``
+spectra, whatever the cube's size), resampled onto each model's energy calibration and turned
+into per-pixel outputs. Results, in the layout PyXRF and PyMca users know::
+
+    /xrfmap/detsum/xrf_fit          (N, H, W) float32 counts/s, @model @units @created ...
+    /xrfmap/detsum/xrf_fit_name     (N,) fixed-length ASCII names: Fe_K, Pb_L ... (PyXRF)
+    /entry/analysis/pigments/       probability (P, H, W) float32 0..1, names (P,)
+    /entry/analysis/linear_fit/     maps (N, H, W) float32 counts/s, names (N,): the linear-fit
+                                    baseline, written beside the maps of a network
+
+Models (:mod:`dwellwise.models.registry`): ``maps`` is the shipped elemental-map network, or
+the linear fit when no trained weights are installed; ``pigments`` the pigment classifier;
+``linear`` the linear fit. With the default model set a missing pigment model is skipped with
+a note; named explicitly, it is an error. The linear fit is adapted to each cube: its sum
+spectrum decides which element families to fit (plus the 12 targets of paper 002) and weights
+the channels (:meth:`LinearFit.for_spectrum`), on the cube's own calibration.
+
+Safety: the file is checked read-only first (HDF5, ``/entry/data/counts`` (H, W, E),
+``/entry/data/energy`` increasing keV, ``/entry/data/live_time`` (H, W), a scan that is not
+``running``) and the models are loaded before anything is written, so bad input changes
+nothing. Results are computed under ``/entry/analysis/.partial`` and moved to their final
+names only when complete: a crash part-way leaves the previous results (or, inside the
+moment of the swap, none), never a half-written dataset under a final name. The measured data
+is never touched. Re-running replaces the results it computes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import dwellwise
+from dwellwise.simulators.energy import EnergyAxis
+
+DEFAULT_MODELS = ("maps", "pigments")
+"""Models run when none are named."""
+CHUNK_PIXELS = 4096
+"""Spectra read and analysed at a time (about 64 MiB of counts at 4096 channels)."""
+PARTIAL = "entry/analysis/.partial"
+"""Group where results are computed before they are moved to their final names."""
+XRF_FIT = "xrfmap/detsum/xrf_fit"
+XRF_FIT_NAME = "xrfmap/detsum/xrf_fit_name"
+PIGMENTS = "entry/analysis/pigments"
+LINEAR_FIT = "entry/analysis/linear_fit"
+
+
+class AnalysisError(ValueError):
+    """The cube or the request cannot be analysed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class AnalysisSummary:
+    """What ``dwellwise analyze`` did."""
+
+    path: Path
+    """The cube file."""
+    shape: tuple[int, int]
+    """Pixels, (H, W)."""
+    maps_model: str | None
+    """Label of the model behind ``/xrfmap/detsum/xrf_fit`` (None: maps not computed)."""
+    map_names: tuple[str, ...]
+    """Names in ``xrf_fit_name``."""
+    linear_names: tuple[str, ...]
+    """Names of the linear-fit baseline under ``/entry/analysis/linear_fit`` (empty: none)."""
+    pigment_model: str | None
+    """Label of the pigment model (None: pigments not computed)."""
+    pigment_names: tuple[str, ...]
+    """Pigment names of ``/entry/analysis/pigments/names``."""
+    pngs: tuple[Path, ...]
+    """PNG files written."""
+    notes: tuple[str, ...]
+    """Things a person should know (fallbacks, skipped models)."""
+    seconds: float
+    """Wall time, seconds."""
+    spectra_per_second: float
+    """Pixels analysed per wall second (reading included)."""
+
+
+@dataclass
+class _Cube:
+    """What the read-only inspection learnt about the file."""
+
+    shape: tuple[int, int]
+    axis: EnergyAxis
+    counts_dtype: np.dtype
+
+
+@dataclass
+class _Product:
+    """One result computed in a pass over the cube."""
+
+    key: str
+    """``maps``, ``linear_fit`` or ``pigments``."""
+    predictor: object
+    names: tuple[str, ...]
+    buffer: str = ""
+    """Path of its dataset under ``PARTIAL``."""
+    extra: dict = field(default_factory=dict)
+
+
+def analyze_cube(
+    path: str | Path,
+    *,
+    models: Sequence[str] | None = None,
+    png_dir: str | Path | None = None,
+    chunk_pixels: int = CHUNK_PIXELS,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> AnalysisSummary:
+    """Analyse the cube file at ``path`` and write the results into it (see the module
+    docstring); ``models`` from ``maps``, ``pigments``, ``linear`` (default ``maps`` and
+    ``pigments``); PNGs into ``png_dir`` when given; ``progress(done, total)`` in rows.
+    Raises :class:`AnalysisError` (file left as it was) for bad input."""
+    from dwellwise.models.registry import MissingWeights, check_model_names
+
+    start = time.perf_counter()
+    path = Path(path)
+    explicit = models is not None
+    try:
+        names = check_model_names(tuple(models) if explicit else DEFAULT_MODELS)
+    except ValueError as exc:
+        raise AnalysisError(str(exc)) from None
+    if int(chunk_pixels) < 1:
+        raise AnalysisError(f"chunk_pixels must be at least 1, got {chunk_pixels}")
+    cube = inspect_cube(path)
+    png_path = _check_png_dir(png_dir)
+    notes: list[str] = []
+    try:
+        maps, linear, pigments = _load_models(names, explicit, device, cube, notes)
+    except MissingWeights as exc:
+        raise AnalysisError(str(exc)) from None
+    except ValueError as exc:  # an unknown device, a calibration the model cannot use
+        raise AnalysisError(str(exc)) from None
+    try:
+        f = h5py.File(path, "r+")
+    except OSError as exc:
+        raise AnalysisError(
+            f"{path}: cannot open the file for writing ({exc}); is a scan still writing it?"
+        ) from None
+    with f:
+        try:
+            h, w = cube.shape
+            passes = 2 if linear is not None else 1
+            done = [0]
+
+            def tick(rows: int) -> None:
+                done[0] += rows
+                if progress is not None:
+                    progress(done[0], passes * h)
+
+            if linear is not None:
+                linear = _adapt_linear_fit(f, cube, chunk_pixels, device, tick)
+            products = _products(maps, linear, pigments)
+            _compute(f, cube, products, chunk_pixels, tick)
+            _commit(f, products)
+        except BaseException:
+            if PARTIAL in f:
+                del f[PARTIAL]
+            raise
+    pngs = _save_pngs(path, png_path, products) if png_path is not None else ()
+    seconds = time.perf_counter() - start
+    by_key = {p.key: p for p in products}
+    m = by_key.get("maps")
+    lf = by_key.get("linear_fit")
+    pg = by_key.get("pigments")
+    return AnalysisSummary(
+        path=path,
+        shape=cube.shape,
+        maps_model=m.predictor.label if m else None,
+        map_names=m.names if m else (),
+        linear_names=lf.names if lf else (),
+        pigment_model=pg.predictor.label if pg else None,
+        pigment_names=pg.names if pg else (),
+        pngs=tuple(pngs),
+        notes=tuple(notes),
+        seconds=seconds,
+        spectra_per_second=cube.shape[0] * cube.shape[1] / max(seconds, 1e-9),
+    )
+
+
+# -- checks (read-only) -----------------------------------------------------------------------
+def inspect_cube(path: Path) -> _Cube:
+    """Check that ``path`` is a finished cube this module can analyse, without changing it."""
+    if not path.exists():
+        raise AnalysisError(f"{path}: no such file")
+    if not path.is_file():
+        raise AnalysisError(f"{path}: not a file")
+    if not h5py.is_hdf5(path):
+        raise AnalysisError(f"{path}: not an HDF5 file (expected a dwellwise cube file, .h5)")
+    try:
+        f = h5py.File(path, "r", swmr=True)
+    except OSError:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise AnalysisError(f"{path}: cannot read the HDF5 file ({exc})") from None
+    with f:
+        counts = f.get("entry/data/counts")
+        if not isinstance(counts, h5py.Dataset):
+            raise AnalysisError(
+                f"{path}: no /entry/data/counts dataset: not a dwellwise cube file "
+                "(a cube holds spectra as /entry/data/counts (H, W, E))"
+            )
+        if counts.ndim != 3 or min(counts.shape) < 1:
+            raise AnalysisError(
+                f"{path}: /entry/data/counts must be (H, W, E) spectra, has shape {counts.shape}"
+            )
+        if not (
+            np.issubdtype(counts.dtype, np.integer) or np.issubdtype(counts.dtype, np.floating)
+        ):
+            raise AnalysisError(f"{path}: /entry/data/counts holds {counts.dtype}, not numbers")
+        energy = f.get("entry/data/energy")
+        if not isinstance(energy, h5py.Dataset):
+            raise AnalysisError(
+                f"{path}: no energy axis (/entry/data/energy, keV per channel): the models "
+                "need the calibration to read the spectra"
+            )
+        try:
+            axis = _axis(energy[()])
+        except ValueError as exc:
+            raise AnalysisError(f"{path}: {exc}") from None
+        if axis.channels != counts.shape[2]:
+            raise AnalysisError(
+                f"{path}: /entry/data/energy has {axis.channels} channels, the spectra "
+                f"{counts.shape[2]}"
+            )
+        live = f.get("entry/data/live_time")
+        if not isinstance(live, h5py.Dataset) or live.shape != counts.shape[:2]:
+            got = getattr(live, "shape", None)
+            raise AnalysisError(
+                f"{path}: /entry/data/live_time must be (H, W) = {counts.shape[:2]} seconds "
+                f"(got {'nothing' if live is None else got}); rates need live times"
+            )
+        status = _status(f)
+        if status == "running":
+            raise AnalysisError(
+                f"{path}: the scan is still running (/entry/scan_status); analyse it when it "
+                "has finished (a scan whose daemon died stays 'running' until it is resumed)"
+            )
+        return _Cube(shape=tuple(counts.shape[:2]), axis=axis, counts_dtype=counts.dtype)
+
+
+def _axis(energy: np.ndarray) -> EnergyAxis:
+    from dwellwise.models.calibration import axis_of
+
+    energy = np.asarray(energy)
+    if energy.dtype.kind not in "fiu":
+        raise ValueError(f"the energy axis holds {energy.dtype}, not keV numbers")
+    return axis_of(energy)
+
+
+def _status(f: h5py.File) -> str | None:
+    ds = f.get("entry/scan_status")
+    if not isinstance(ds, h5py.Dataset):
+        return None
+    value = ds[()]
+    if isinstance(value, bytes):
+        return value.decode(errors="replace").strip().strip("\x00")
+    return str(value).strip()
+
+
+def _check_png_dir(png_dir: str | Path | None) -> Path | None:
+    if png_dir is None:
+        return None
+    p = Path(png_dir)
+    if p.exists() and not p.is_dir():
+        raise AnalysisError(f"PNG folder {p} exists and is not a folder")
+    if not p.exists() and not p.parent.is_dir():
+        raise AnalysisError(f"cannot make PNG folder {p}: {p.parent} does not exist")
+    return p
+
+
+# -- models -----------------------------------------------------------------------------------
+def _load_models(names, explicit: bool, device: str, cube: _Cube, notes: list[str]):
+    """(maps network or None, whether a linear fit is needed, pigment model or None)."""
+    from dwellwise.models.linear_fit import LinearFit, resolve_device
+    from dwellwise.models.registry import MissingWeights, load_predictor
+
+    resolve_device(device)  # a clear error for an unknown device before anything else
+    maps = pigments = None
+    linear = "linear" in names
+    if "maps" in names:
+        maps = load_predictor("maps", device=device)
+        if isinstance(maps, LinearFit):
+            notes.append("no trained element-map weights installed: the linear fit made the maps")
+            maps, linear = None, True
+        else:
+            linear = True  # the baseline always goes beside a network
+            _check_overlap(maps, cube)
+    if "pigments" in names:
+        try:
+            pigments = load_predictor("pigments", device=device)
+        except MissingWeights as exc:
+            if explicit:
+                raise
+            notes.append(f"pigments skipped: {exc}")
+        else:
+            _check_overlap(pigments, cube)
+    return maps, (True if linear else None), pigments
+
+
+def _check_overlap(predictor, cube: _Cube) -> None:
+    lo = max(predictor.axis.edges[0], cube.axis.edges[0])
+    hi = min(predictor.axis.edges[-1], cube.axis.edges[-1])
+    if hi <= lo:
+        raise AnalysisError(
+            f"the cube's energies ({cube.axis.edges[0]:.2f}..{cube.axis.edges[-1]:.2f} keV) do "
+            f"not overlap those of the {predictor.label} model "
+            f"({predictor.axis.edges[0]:.2f}..{predictor.axis.edges[-1]:.2f} keV)"
+        )
+
+
+def _adapt_linear_fit(f: h5py.File, cube: _Cube, chunk_pixels: int, device: str, tick):
+    """The linear fit for this cube: families found in its sum spectrum (one pass)."""
+    from dwellwise.models.linear_fit import LinearFit
+
+    counts = f["entry/data/counts"]
+    total = np.zeros(cube.axis.channels)
+    for r0, r1 in _row_blocks(cube.shape, chunk_pixels):
+        total += counts[r0:r1].sum(axis=(0, 1), dtype=np.float64)
+        tick(r1 - r0)
+    try:
+        return LinearFit.for_spectrum(
+            total, cube.shape[0] * cube.shape[1], cube.axis, device=device
+        )
+    except ValueError as exc:
+        raise AnalysisError(f"the linear fit cannot use this cube: {exc}") from None
+
+
+def _products(maps, linear, pigments) -> list[_Product]:
+    out = []
+    if maps is not None:
+        out.append(_Product("maps", maps, tuple(maps.names)))
+        out.append(_Product("linear_fit", linear, tuple(linear.names)))
+    elif linear is not None:
+        out.append(_Product("maps", linear, tuple(linear.names)))
+    if pigments is not None:
+        out.append(_Product("pigments", pigments, tuple(pigments.names)))
+    return out
+
+
+# -- the pass over the cube ---------------------------------------------------------------------
+def _row_blocks(shape: tuple[int, int], chunk_pixels: int):
+    h, w = shape
+    rows = max(1, int(chunk_pixels) // w)
+    for r0 in range(0, h, rows):
+        yield r0, min(h, r0 + rows)
+
+
+def _compute(f: h5py.File, cube: _Cube, products: list[_Product], chunk_pixels: int, tick) -> None:
+    from dwellwise.models.calibration import resample_counts
+
+    if PARTIAL in f:  # left by a crash: nothing under it is a result
+        del f[PARTIAL]
+    partial = f.create_group(PARTIAL)
+    h, w = cube.shape
+    for p in products:
+        p.buffer = f"/{PARTIAL}/{p.key}"
+        partial.create_dataset(
+            p.key,
+            shape=(len(p.names), h, w),
+            dtype=np.float32,
+            chunks=(1, min(h, max(1, chunk_pixels // w)), w),
+        )
+    counts = f["entry/data/counts"]
+    live_ds = f["entry/data/live_time"]
+    for r0, r1 in _row_blocks(cube.shape, chunk_pixels):
+        block = counts[r0:r1]
+        n = block.shape[0] * w
+        spectra = block.reshape(n, cube.axis.channels)
+        live = np.asarray(live_ds[r0:r1], dtype=np.float64).reshape(n)
+        for p in products:
+            axis = p.predictor.axis
+            x = spectra if axis == cube.axis else resample_counts(spectra, cube.axis, axis)
+            out = np.asarray(p.predictor.predict(x, live), dtype=np.float32)
+            if out.shape != (n, len(p.names)):
+                raise RuntimeError(
+                    f"the {p.predictor.label} model returned {out.shape}, expected "
+                    f"{(n, len(p.names))}"
+                )
+            f[p.buffer][:, r0:r1, :] = out.T.reshape(len(p.names), r1 - r0, w)
+        del block, spectra
+        tick(r1 - r0)
+
+
+def _commit(f: h5py.File, products: list[_Product]) -> None:
+    """Give the finished results their final names (old ones removed first)."""
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    common = {"created": created, "software": f"dwellwise {dwellwise.__version__}"}
+    analysis = f.require_group("entry/analysis")
+    keys = {p.key for p in products}
+    staged: list[tuple[str, str]] = []  # (partial path, final path)
+    for p in products:
+        attrs = {
+            **common,
+            "model": p.predictor.label,
+            "kind": p.predictor.kind,
+            "names": list(p.names),
+            "source": "/entry/data/counts",
+        }
+        if p.key == "pigments":
+            g = f[PARTIAL].create_group("pigments_group")
+            f.move(p.buffer, f"{PARTIAL}/pigments_group/probability")
+            g.create_dataset("names", data=_names(p.names))
+            g["probability"].attrs.update(attrs, units="probability (0..1)")
+            g.attrs.update(common, model=p.predictor.label)
+            staged.append((g.name, "/" + PIGMENTS))
+        elif p.key == "linear_fit":
+            g = f[PARTIAL].create_group("linear_fit_group")
+            f.move(p.buffer, f"{PARTIAL}/linear_fit_group/maps")
+            g.create_dataset("names", data=_names(p.names))
+            g["maps"].attrs.update(attrs, units="counts/s")
+            g.attrs.update(common, model=p.predictor.label)
+            staged.append((g.name, "/" + LINEAR_FIT))
+        else:
+            f[p.buffer].attrs.update(attrs, units="counts/s")
+            f[PARTIAL].create_dataset("xrf_fit_name", data=_names(p.names))
+            staged.append((f"/{PARTIAL}/xrf_fit_name", "/" + XRF_FIT_NAME))
+            staged.append((p.buffer, "/" + XRF_FIT))
+    f.flush()
+    # the swap: delete the old results this run replaces, then move the new ones in
+    stale = [final for _, final in staged]
+    if "maps" in keys and "linear_fit" not in keys:
+        stale.append("/" + LINEAR_FIT)  # a baseline of earlier network maps is no longer beside
+    for final in stale:
+        if final in f:
+            del f[final]
+    f.require_group("xrfmap/detsum")
+    for src, final in staged:
+        f.move(src, final)
+    del f[PARTIAL]
+    analysis.attrs.update(common, models=[p.key for p in products])
+    f.flush()
+
+
+def _names(names: Sequence[str]) -> np.ndarray:
+    """Fixed-length ASCII strings, as PyXRF writes and reads ``xrf_fit_name``."""
+    return np.array([n.encode("ascii", "replace") for n in names])
+
+
+# -- pictures ---------------------------------------------------------------------------------
+def _save_pngs(path: Path, png_dir: Path, products: list[_Product]) -> list[Path]:
+    from dwellwise.plots import save_element_maps, save_pigment_maps
+
+    png_dir.mkdir(exist_ok=True)
+    out = []
+    with h5py.File(path, "r") as f:
+        for p in products:
+            if p.key == "maps":
+                maps = f[XRF_FIT][()]
+                out.append(
+                    save_element_maps(
+                        maps,
+                        p.names,
+                        png_dir / f"{path.stem}_elements.png",
+                        title=f"{path.stem}: element maps ({p.predictor.label})",
+                        unit="counts/s",
+                    )
+                )
+            elif p.key == "linear_fit":
+                out.append(
+                    save_element_maps(
+                        f[f"{LINEAR_FIT}/maps"][()],
+                        p.names,
+                        png_dir / f"{path.stem}_linear_fit.png",
+                        title=f"{path.stem}: element maps (linear fit baseline)",
+                        unit="counts/s",
+                    )
+                )
+            else:
+                out.append(
+                    save_pigment_maps(
+                        f[f"{PIGMENTS}/probability"][()],
+                        p.names,
+                        png_dir / f"{path.stem}_pigments.png",
+                        title=f"{path.stem}: pigment probabilities ({p.predictor.label})",
+                    )
+                )
+    return out
