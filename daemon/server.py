@@ -35,6 +35,7 @@ from typing import Any
 
 import zmq
 from dwellwise.daemon.addresses import bind, check_bind
+from dwellwise.daemon.analysis import CubeAnalysis
 from dwellwise.daemon.build import BuildError, build_scan
 from dwellwise.daemon.config import DaemonConfig, SecuritySection
 from dwellwise.daemon.keys import (
@@ -217,6 +218,7 @@ class Daemon:
             max_queue=cfg.max_queue,
         )
         self.runner.stage_options = self.config.beamline.stage_options()
+        self.runner.analysis = CubeAnalysis()
         try:
             self.runner.start()
         except BaseException:
