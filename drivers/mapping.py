@@ -27,6 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 from dwellwise.drivers.fly import RowGates
 from dwellwise.simulators.detector import Acquisition
@@ -142,6 +143,7 @@ class MappingDetector:
         """Open the cube file for a mapping scan (closing any previous one)."""
         self.close_file()
         if setup.resume:
+            self._check_file_axis(setup.path)
             self.writer = CubeWriter.reopen(setup.path)
             if self.writer.shape != tuple(setup.shape):
                 shape = self.writer.shape
@@ -169,6 +171,24 @@ class MappingDetector:
         status = Status(obj=self)
         status.set_finished()
         return status
+
+    def _check_file_axis(self, path: Path) -> None:
+        """A resumed file must hold spectra on this detector's energy axis (a re-calibrated
+        detector would add counts channel by channel onto different energies)."""
+        try:
+            with h5py.File(path, "r") as f:
+                energy = f["entry/data/energy"][...]
+        except (OSError, KeyError):
+            return  # CubeWriter.reopen says what is wrong with the file
+        axis = self.axis
+        if energy.shape != (axis.channels,) or not np.allclose(
+            energy, axis.centers, rtol=0, atol=1e-3 * axis.gain_kev
+        ):
+            raise ValueError(
+                f"{path}: its spectra have {energy.size} channels from {energy[:1].sum():.4g} keV; "
+                f"the detector now has {axis.channels} from {axis.offset_kev:.4g} keV by "
+                f"{axis.gain_kev * 1e3:.4g} eV: resume with the calibration the scan started with"
+            )
 
     def row_started(self, gates: RowGates) -> None:
         if self.writer is None:
@@ -235,7 +255,10 @@ class MappingDetector:
             self._assets.append(("stream_resource", resource.stream_resource_doc))
         start = gates.row * w
         self._assets.append(
-            ("stream_datum", resource.compose_stream_datum(StreamRange(start=start, stop=start + w)))
+            (
+                "stream_datum",
+                resource.compose_stream_datum(StreamRange(start=start, stop=start + w)),
+            )
         )
 
     def set_planned_dwell(self, pass_number: int, dwell: np.ndarray) -> None:
