@@ -617,8 +617,10 @@ class ZaberStage(Device):
         return cmds
 
     def _resync(self) -> None:
-        """After a stop or a fault: wait until both axes rest and read where they are."""
+        """After a stop or a fault (already reported): clear the latched warnings, wait until
+        both axes rest and read where they are."""
         for axis in self._axes():
+            self._clear_flags(axis)
             self._wait_idle(axis, None, self.move_timeout_s, what="stopping")
             axis.place(self._read_position(axis))
         self._stale = False
