@@ -12,7 +12,7 @@ from bluesky import RunEngine
 from bluesky.plans import count, grid_scan
 from dwellwise.drivers.epics_sdd import EpicsSDD, EpicsSDDError
 from dwellwise.drivers.sim_stage import SimStage
-from dwellwise.planners import raster_scan
+from dwellwise.planners import adaptive_scan, raster_scan
 from dwellwise.simulators.energy import EnergyAxis
 from dwellwise.simulators.mca_ioc import McaIoc, SceneAtPosition, UniformMaterial
 from dwellwise.simulators.scenes import load_scene
@@ -207,6 +207,25 @@ def test_fly_scan_writes_the_cube_through_the_shared_collector(ioc, tmp_path):
     np.testing.assert_array_equal(counts[..., lo : hi + 1].sum(-1), roi[ELEMENTS.index("Pb_L")])
 
 
+def test_adaptive_scan_runs_unchanged_and_inside_its_budget(ioc, tmp_path):
+    stage = SimStage("astage")
+    sdd = EpicsSDD(ioc.record_name, elements=ELEMENTS, name="sdd", stage=stage, **FAST)
+    sdd.file_path = str(tmp_path / "adaptive.h5")
+    RE = RunEngine({})
+    docs = collect(RE)
+    budget = 3.0
+    RE(
+        adaptive_scan(
+            stage, sdd, shape=(4, 5), pixel_size=0.5, budget=budget, t0=0.01, policy="bilevel"
+        )
+    )
+    assert docs[-1][1]["exit_status"] == "success"
+    with h5py.File(tmp_path / "adaptive.h5") as f:
+        assert f["entry/passes/1/rows_complete"][...].all()
+        assert f["entry/passes/2/rows_complete"][...].all()
+        assert 0 < f["entry/budget_used_s"][()] <= budget
+
+
 def test_serpentine_rows_are_acquired_in_travel_order(ioc, stage):
     sdd = EpicsSDD(ioc.record_name, elements=ELEMENTS, name="sdd", stage=stage, **FAST)
     from dwellwise.drivers.fly import RowGates
@@ -310,6 +329,7 @@ def test_a_fault_during_a_fly_scan_fails_the_row_and_keeps_the_completed_ones(io
         ({"elements": ("Xx_K",)}, "unknown element"),
         ({"elements": ("Fe-K",)}, "not a name"),
         ({"elements": ("Fe_K",), "timeout_s": 0}, "timeout_s"),
+        ({"elements": ("Fe_K",), "poll_s": "2ms"}, "poll_s"),
     ],
 )
 def test_bad_construction_is_refused(kwargs, match):
