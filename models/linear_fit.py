@@ -33,12 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import torch
 from dwellwise.simulators.energy import EnergyAxis
-from dwellwise.simulators.lines import groups_for_element
+from dwellwise.simulators.lines import groups_for_element, line_group
 from dwellwise.simulators.spectra import SCATTER_COMPONENTS, SpectrumModel
 
 FIT_WINDOW_KEV = (1.0, 21.0)
@@ -77,7 +77,7 @@ DETECTION_RATIO_SCALES = (0.15, 2.5)
 strongest line (two columns per family, the cone between them)."""
 RIDGE = 1e-9
 """Relative ridge added to each restricted normal matrix (unit-norm columns), for stability."""
-COLLINEAR_COSINE = 0.9
+COLLINEAR_COSINE = 0.6
 """Two families whose window spectra have a cosine above this are reported by :func:`overlaps`."""
 
 
@@ -164,7 +164,7 @@ class LinearFit:
         self.background_terms = int(background_terms)
         self.device = resolve_device(device)
         self._window = _window_slice(self.axis, self.window_kev)
-        model = SpectrumModel(names, axis=self.axis)  # raises ValueError for unknown families
+        model = _spectrum_model(names, self.axis)  # raises ValueError for unknown families
         self.model = model
         scatter = model.basis[model.group_of_component < 0]
         basis = np.vstack([model.element_basis, scatter])[:, self._window].T  # (E_w, J)
@@ -262,7 +262,9 @@ class LinearFit:
             systematic=systematic,
         )
         order = library_families(window_kev)
-        valid_always = [a for a in always if _in_window(a, window_kev)]
+        lo = max(window_kev[0], axis.edges[0])
+        hi = min(window_kev[1], axis.edges[-1])
+        valid_always = [a for a in always if _in_range(a, lo, hi)]
         chosen = set(detected) | set(valid_always)
         names = [f for f in order if f in chosen] + sorted(chosen - set(order))
         return cls(
@@ -452,12 +454,12 @@ def _torch_compatible(counts: np.ndarray) -> np.ndarray:
     return counts.astype(np.float32)
 
 
-def _in_window(label: str, window_kev: tuple[float, float]) -> bool:
+def _in_range(label: str, lo_kev: float, hi_kev: float) -> bool:
     try:
-        group = SpectrumModel([label]).groups[0]
+        group = line_group(label)
     except ValueError:
         return False
-    return window_kev[0] <= group.main_energy_kev <= window_kev[1]
+    return lo_kev <= group.main_energy_kev <= hi_kev
 
 
 def poisson_weights(spectrum: np.ndarray, floor_counts: float = 1.0) -> np.ndarray:
@@ -490,8 +492,49 @@ def detect_families(
     from scipy.optimize import nnls
 
     names = tuple(library_families(window_kev) if candidates is None else candidates)
-    model = SpectrumModel(names, axis=axis)
+    if np.shape(sum_spectrum) != (axis.channels,):
+        raise ValueError(
+            f"sum spectrum has shape {np.shape(sum_spectrum)}, the calibration {axis.channels}"
+        )
     window = _window_slice(axis, window_kev)
+    basis, owner_arr, roi = _detection_design(axis, tuple(window_kev), names)
+    spectrum = np.maximum(np.asarray(sum_spectrum, dtype=np.float64), 0.0)
+    sw = np.sqrt(poisson_weights(spectrum)[window])
+    a, q = _without_background(sw[:, None] * basis, sw, background_terms)
+    norms = np.linalg.norm(a, axis=0)
+    norms[norms == 0] = 1.0
+    xw = sw * spectrum[window]
+    if q is not None:
+        xw = xw - q @ (q.T @ xw)
+    solution, _ = nnls(a / norms, xw, maxiter=50 * a.shape[1])
+    amplitudes = solution / norms
+    fitted = basis * amplitudes[None, :]
+    total = fitted.sum(axis=1)
+    if q is not None:  # the background the fit implies, in counts
+        total = total + (q @ (q.T @ (xw - (a / norms) @ solution))) / sw
+    found = []
+    for c, name in enumerate(names):
+        mine = owner_arr == c
+        lo = max(int(roi[c, 0]) - window.start, 0)
+        hi = min(int(roi[c, 1]) - window.start + 1, basis.shape[0])
+        if hi <= lo or not np.any(amplitudes[mine] > 0):
+            continue
+        signal = float(fitted[lo:hi][:, mine].sum())
+        everything = float(max(total[lo:hi].sum(), signal))
+        sigma = np.sqrt(everything + (systematic * everything) ** 2)
+        if signal >= min_significance * sigma:
+            found.append(name)
+    return found
+
+
+@lru_cache(maxsize=4)
+def _detection_design(
+    axis: EnergyAxis, window_kev: tuple[float, float], names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Columns of the detection fit inside the window ``(E_w, J')`` (two line-ratio variants
+    per multi-line family, then the scatter shapes), the family of each column (-1: scatter)
+    and each family's ROI channels; cached, since a daemon analyses cube after cube."""
+    model = SpectrumModel(names, axis=axis)
     columns, owner = [], []
     for c in range(len(names)):
         members = np.flatnonzero(model.group_of_component == c)
@@ -509,36 +552,18 @@ def detect_families(
     for row in model.basis[model.group_of_component < 0]:
         columns.append(row)
         owner.append(-1)
-    owner_arr = np.array(owner)
-    basis = np.asarray(columns)[:, window].T  # (E_w, J')
-    spectrum = np.maximum(np.asarray(sum_spectrum, dtype=np.float64), 0.0)
-    sw = np.sqrt(poisson_weights(spectrum)[window])
-    a, q = _without_background(sw[:, None] * basis, sw, background_terms)
-    norms = np.linalg.norm(a, axis=0)
-    norms[norms == 0] = 1.0
-    xw = sw * spectrum[window]
-    if q is not None:
-        xw = xw - q @ (q.T @ xw)
-    solution, _ = nnls(a / norms, xw, maxiter=50 * a.shape[1])
-    amplitudes = solution / norms
-    fitted = basis * amplitudes[None, :]
-    total = fitted.sum(axis=1)
-    if q is not None:  # the background the fit implies, in counts
-        total = total + (q @ (q.T @ (xw - (a / norms) @ solution))) / sw
-    roi = model.roi_windows
-    found = []
-    for c, name in enumerate(names):
-        mine = owner_arr == c
-        lo = max(int(roi[c, 0]) - window.start, 0)
-        hi = min(int(roi[c, 1]) - window.start + 1, basis.shape[0])
-        if hi <= lo or not np.any(amplitudes[mine] > 0):
-            continue
-        signal = float(fitted[lo:hi][:, mine].sum())
-        everything = float(max(total[lo:hi].sum(), signal))
-        sigma = np.sqrt(everything + (systematic * everything) ** 2)
-        if signal >= min_significance * sigma:
-            found.append(name)
-    return found
+    window = _window_slice(axis, window_kev)
+    basis = np.ascontiguousarray(np.asarray(columns)[:, window].T)
+    owner_arr, roi = np.array(owner), model.roi_windows.copy()
+    for array in (basis, owner_arr, roi):
+        array.flags.writeable = False  # shared by every call through the cache
+    return basis, owner_arr, roi
+
+
+@lru_cache(maxsize=8)
+def _spectrum_model(names: tuple[str, ...], axis: EnergyAxis) -> SpectrumModel:
+    """The line-library model of these families (cached: building it costs xraylib calls)."""
+    return SpectrumModel(names, axis=axis)
 
 
 def _window_slice(axis: EnergyAxis, window_kev: tuple[float, float]) -> slice:
