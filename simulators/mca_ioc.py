@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import socket
 import sys
@@ -64,6 +65,8 @@ STRT_MENU = ("Done", "Acquire")
 """The record's mcaSTRT menu (``.STRT``, ``.ERST``, ``.STOP``, ``.ACQG``)."""
 ERAS_MENU = ("Done", "Erase")
 MODE_MENU = ("PHA", "MCS", "List")
+
+log = logging.getLogger(__name__)
 
 
 class RateSource(Protocol):
@@ -208,14 +211,13 @@ class McaRecordGroup(PVGroup):
     @erst.putter
     async def erst(self, instance, value):
         if value == "Acquire":
-            await self._erase()
-            await self._start()
+            await self._start(erase=True)
         return "Done"
 
     @strt.putter
     async def strt(self, instance, value):
         if value == "Acquire":
-            await self._start()
+            await self._start(erase=False)
         return "Done"
 
     @eras.putter
@@ -236,15 +238,26 @@ class McaRecordGroup(PVGroup):
         await self.eltm.write(0.0, verify_value=False)
         await self.val.write(self._spectrum.astype(np.int32), verify_value=False)
 
-    async def _start(self) -> None:
+    async def _start(self, erase: bool) -> None:
+        """Start acquiring (a running acquisition ends first; ``erase``: from zero)."""
         if self._task is not None and not self._task.done():
             self._stop.set()
             await self._task
+        if erase:
+            await self._erase()
         self._stop = asyncio.Event()
         await self.acqg.write("Acquire", verify_value=False)
         self._task = asyncio.get_running_loop().create_task(self._acquire(self._stop))
 
     async def _acquire(self, stop: asyncio.Event) -> None:
+        try:
+            await self._count(stop)
+        except Exception:  # e.g. the position callable failed: the acquisition ends empty
+            log.exception("%s: acquisition failed", self.prefix)
+        finally:
+            await self.acqg.write("Done", verify_value=False)
+
+    async def _count(self, stop: asyncio.Event) -> None:
         rates = np.asarray(self.source.component_rates(), dtype=float)[:, None]
         prtm, pltm = float(self.prtm.value), float(self.pltm.value)
         limits = [prtm] if prtm > 0 else []
@@ -272,7 +285,6 @@ class McaRecordGroup(PVGroup):
         await self.dtim.write(100.0 * (1.0 - eltm / ertm) if ertm > 0 else 0.0, verify_value=False)
         await self._update_rois()
         self.acquisitions += 1
-        await self.acqg.write("Done", verify_value=False)
 
     async def _update_rois(self) -> None:
         csum = np.concatenate([[0], np.cumsum(self._spectrum)])
@@ -280,7 +292,9 @@ class McaRecordGroup(PVGroup):
         for i in range(getattr(self, "n_rois", 0)):
             lo, hi = int(getattr(self, f"r{i}lo").value), int(getattr(self, f"r{i}hi").value)
             counts = float(csum[hi + 1] - csum[lo]) if 0 <= lo <= hi < n else 0.0
-            await getattr(self, f"r{i}").write(counts, verify_value=False)
+            roi = getattr(self, f"r{i}")
+            if roi.value != counts:
+                await roi.write(counts, verify_value=False)
 
 
 def mca_group_class(axis: EnergyAxis, n_rois: int = N_ROIS) -> type[McaRecordGroup]:

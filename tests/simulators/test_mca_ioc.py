@@ -201,3 +201,29 @@ def test_the_ioc_module_needs_no_ophyd_or_bluesky():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_failing_rate_source_ends_the_acquisition_empty():
+    scene = load_scene("astronaut", shape=(4, 4), seed=0)
+
+    def nowhere():
+        raise RuntimeError("stage position unavailable")
+
+    server = McaIoc("TFAIL:", source=SceneAtPosition(scene, 0.5, nowhere)).start()
+    saved = os.environ.get("EPICS_CA_ADDR_LIST", "")
+    os.environ["EPICS_CA_ADDR_LIST"] = f"{saved} 127.0.0.1:{server.port}".strip()
+    try:
+        ctx = Context()
+        erst, acqg, ertm = ctx.get_pvs(
+            *(f"TFAIL:mca1.{f}" for f in ("ERST", "ACQG", "ERTM")), timeout=5
+        )
+        erst.write([1], wait=True, timeout=2)
+        deadline = time.monotonic() + 5
+        while read(acqg) == 1:
+            assert time.monotonic() < deadline, "a failed acquisition never ended"
+            time.sleep(0.005)
+        assert read(ertm) == 0.0 and server.acquisitions == 0
+        ctx.disconnect()
+    finally:
+        os.environ["EPICS_CA_ADDR_LIST"] = saved
+        server.stop()
