@@ -193,7 +193,7 @@ class ZaberStage(Device):
         retries: int = 2,
         checksums: bool = True,
         home: bool = False,
-        max_segments: int = 16,
+        max_segments: int = 64,
         position_samples: int = 2,
         stream_number: int = 1,
         move_timeout_s: float = 120.0,
@@ -209,7 +209,8 @@ class ZaberStage(Device):
         (real time by default). ``timeout_s``: per reply, wall seconds; ``retries``: resends of
         idempotent commands after a timeout (with the port reopened) or a garbled reply.
         ``home``: home both axes now if they have no reference position. ``max_segments``: most
-        stream segments per fly row. ``position_samples``: position reads per fly row.
+        stream segments per fly row (a row queues up to ``2 · max_segments + 3`` actions, which
+        must fit the device's stream queue). ``position_samples``: position reads per fly row.
         ``move_timeout_s``: longest a move or homing may take, instrument seconds."""
         super().__init__(name=name, **kwargs)
         for label, (dev, ax) in (("x_axis", x_axis), ("y_axis", y_axis)):
@@ -546,7 +547,19 @@ class ZaberStage(Device):
     # -- fly rows -------------------------------------------------------------------------------
     def plan(self, row: FlyRow) -> RowPlan:
         """How ``row`` will be streamed (segments, planned edge times)."""
-        return plan_row(row, self.kinematics, max_segments=self.max_segments, quantize=self._quantize(self.x))
+        return plan_row(
+            row, self.kinematics, max_segments=self.max_segments, quantize=self._quantize(self.x),
+            segment_cost_s=self.segment_cost_s(),
+        )
+
+    def segment_cost_s(self) -> float:
+        """Instrument seconds one more stream segment costs: its two commands (``set maxspeed``
+        and ``line abs``) at the measured pipelined time per command, or at the wire time of
+        ~55 bytes per command before anything was measured."""
+        per = self.link.stats.pipelined_s
+        if per:
+            return 2.0 * float(np.median(per)) * float(getattr(self.clock, "speedup", 1.0))
+        return 2.0 * 55 * 10.0 / self.link.baudrate
 
     def check_row(self, row: FlyRow) -> None:
         """Raise ``LimitError`` if the row, with its run-up and run-out, leaves the limits."""

@@ -65,6 +65,8 @@ class LinkStats:
     """Replies dropped because no request was waiting for their id."""
     round_trips_s: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     """Wall seconds from write to reply of recent single requests."""
+    pipelined_s: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    """Wall seconds per command of recent pipelined batches (of 4 commands or more)."""
 
 
 @dataclass(frozen=True)
@@ -387,6 +389,8 @@ class ZaberLink:
             if not got.reply.ok:
                 self.stats.rejected += 1
             results.append(Received(got.reply, sent[mid], got.received, got.seq, got.info))
+        if len(commands) >= 4:
+            self.stats.pipelined_s.append((time.perf_counter() - walls[ids[0]]) / len(commands))
         return results
 
     @staticmethod

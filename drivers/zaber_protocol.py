@@ -258,7 +258,7 @@ _REASONS: dict[str, tuple[str, str, bool]] = {
     "BADSPLIT": ("a split (continued) command was malformed", "report this driver bug", False),
     "DEVICEONLY": ("the command is for the whole device (axis 0), not one axis", "send it to axis 0", False),
     "DRIVERDISABLED": ("the motor driver is disabled", "check power and temperature, then send 'driver enable'", False),
-    "FULL": ("the stream's action queue is full", "wait until it drains, then send again", True),
+    "FULL": ("the stream's action queue is full", "lower max_segments so that a row (2 commands per segment) fits the device's stream queue", True),
     "INACTIVE": ("the peripheral (stage) is inactive", "connect the stage and activate it", False),
     "LOCKSTEP": ("the axis belongs to a lockstep group", "address the lockstep group instead", False),
     "NOACCESS": ("the command needs a higher access level", "raise the access level or do not change this setting", False),

@@ -11,8 +11,9 @@ less than its planned dwell.
 
 The number of segments is bounded by ``max_segments``: a uniform row is one segment whatever its
 width; a row with more distinct caps than that merges neighbouring groups (greedily, cheapest
-added time first), flying the faster of two merged groups at the slower cap. Merging lengthens the
-row (never shortens a pixel); :attr:`RowPlan.added_s` is what it costs.
+added time first), flying the faster of two merged groups at the slower cap, and it keeps
+merging while a merge costs less time than sending the segment would (``segment_cost_s``).
+Merging lengthens the row (never shortens a pixel); :attr:`RowPlan.added_s` is what it costs.
 
 :func:`measured_pixel_times` maps the planned crossing times of the pixel edges onto what the
 host saw (the row's start, position samples read during the row, its end), so each pixel's real
@@ -95,17 +96,22 @@ def _groups(caps: np.ndarray) -> list[list]:
     return out
 
 
-def merge_groups(groups: list[list], max_groups: int, pitch: float) -> list[list]:
-    """Merge neighbouring ``[first, stop, cap]`` groups until at most ``max_groups`` are left,
-    each time the pair whose merge adds the least time (the faster group slows to the slower
-    cap: ``n_fast · pitch · (1/c_slow − 1/c_fast)``)."""
+def merge_groups(
+    groups: list[list], max_groups: int, pitch: float, segment_cost_s: float = 0.0
+) -> list[list]:
+    """Merge neighbouring ``[first, stop, cap]`` groups, each time the pair whose merge adds the
+    least time (the faster group slows to the slower cap: ``n_fast · pitch · (1/c_slow −
+    1/c_fast)``), until at most ``max_groups`` are left and no merge adds less time than a
+    segment costs to send (``segment_cost_s``)."""
     groups = [list(g) for g in groups]
-    while len(groups) > max(1, max_groups):
+    while len(groups) > 1:
         n = np.array([g[1] - g[0] for g in groups], dtype=float)
         c = np.array([g[2] for g in groups])
         slow = np.minimum(c[:-1], c[1:])
         cost = pitch * (n[:-1] * (1 / slow - 1 / c[:-1]) + n[1:] * (1 / slow - 1 / c[1:]))
         k = int(np.argmin(cost))
+        if len(groups) <= max(1, max_groups) and cost[k] >= segment_cost_s:
+            break
         groups[k : k + 2] = [[groups[k][0], groups[k + 1][1], float(slow[k])]]
     return groups
 
@@ -116,10 +122,13 @@ def plan_row(
     *,
     max_segments: int,
     quantize: Callable[[float], float] = float,
+    segment_cost_s: float = 0.0,
 ) -> RowPlan:
     """Stream segments and planned edge times of ``row`` (see the module docstring).
 
-    ``quantize`` maps a speed cap (mm/s) to the largest speed ≤ it that the device can set."""
+    ``quantize`` maps a speed cap (mm/s) to the largest speed ≤ it that the device can set.
+    ``segment_cost_s``: what sending one more segment costs (its commands on the serial line);
+    neighbouring groups are also merged while that costs less time than the segment."""
     if max_segments < 1:
         raise ValueError(f"max_segments must be ≥ 1, got {max_segments}")
     pitch = row.pitch if row.width > 1 else SINGLE_PIXEL_PITCH_MM
@@ -127,7 +136,7 @@ def plan_row(
     caps = np.array([quantize(c) for c in np.minimum(kin.v_max, pitch / travel)])
     if np.any(caps <= 0):
         raise ValueError(f"row {row.row}: a pixel's speed rounds to 0 mm/s (dwell too long)")
-    groups = merge_groups(_groups(caps), max_segments, pitch)
+    groups = merge_groups(_groups(caps), max_segments, pitch, segment_cost_s)
     eff_travel = np.empty(row.width)
     for first, stop, cap in groups:
         eff_travel[first:stop] = pitch / cap

@@ -285,7 +285,7 @@ class ZaberEmulator:
         homed: bool = False,
         start_mm: float = 10.0,
         wire_baud: float | None = 115200.0,
-        stream_buffer: int = 64,
+        stream_buffer: int = 256,
         link_path: str | Path | None = None,
     ) -> None:
         if devices < 1 or devices > 99:
