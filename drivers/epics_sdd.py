@@ -267,9 +267,9 @@ class EpicsSDD(MappingDetector, Device):
 
     # -- Bluesky -------------------------------------------------------------------------
     def stage(self) -> list:
-        """Connect, read the calibration, select PHA mode and program the record's ROIs."""
-        self._connected_axis()
-        self._abort.clear()
+        """Connect, read the calibration afresh, select PHA mode and program the record's ROIs
+        (the first 32 elements; ROI sums of every element are computed from the spectrum)."""
+        self.connect()
         m = self.mca
         if self._get(m.mode, as_string=True) != "PHA":
             self._put(m.mode, "PHA", check=lambda rb: rb in ("PHA", 0))
@@ -338,6 +338,8 @@ class EpicsSDD(MappingDetector, Device):
             )
         axis = self._connected_axis()
         m = self.mca
+        if stop is None:
+            self._abort.clear()  # a stop() ends the acquisition under way, not later ones
         with self._io_lock:
             if self._preset_written is None or not math.isclose(
                 self._preset_written, preset_s, rel_tol=1e-9
