@@ -32,6 +32,7 @@ lists the pairs whose basis rows are nearly collinear inside the window, so a re
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -66,6 +67,8 @@ EXCLUDED_Z = frozenset({36, 54, 61, 84, 85, 86, 87, 88, 89, 91})
 amount a detector sees), and the short-lived radioactive Pm, Po, At, Rn, Fr, Ra, Ac, Pa."""
 MAX_ITERATIONS_PER_COLUMN = 3
 """The active-set loop stops after this many iterations per fitted column at the latest."""
+CPU_THREADS: int | None = None
+"""Default torch CPU threads of a fit (None: torch's setting)."""
 WARM_ITERATIONS = 8
 """Projected-gradient steps that guess each row's support before the exact active-set loop."""
 PROJECT_BLOCK_ROWS = 512
@@ -145,8 +148,13 @@ class LinearFit:
         window_kev: tuple[float, float] = FIT_WINDOW_KEV,
         background_terms: int = BACKGROUND_TERMS,
         weights: np.ndarray | None = None,
+        threads: int | None = CPU_THREADS,
     ) -> None:
         self.axis = axis or EnergyAxis()
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1 (or None), got {threads}")
+        self.threads = threads
+        """CPU threads torch uses while this fit runs (None: torch's own setting)."""
         lo_kev, hi_kev = (float(v) for v in window_kev)
         if not hi_kev > lo_kev:
             raise ValueError(
@@ -224,6 +232,7 @@ class LinearFit:
             window_kev=self.window_kev,
             background_terms=self.background_terms,
             weights=weights,
+            threads=self.threads,
         )
 
     @classmethod
@@ -240,6 +249,7 @@ class LinearFit:
         background_terms: int = BACKGROUND_TERMS,
         min_significance: float = 5.0,
         systematic: float = 0.02,
+        threads: int | None = CPU_THREADS,
     ) -> LinearFit:
         """A fit adapted to one cube, the way a spectroscopist starts: fit the cube's sum
         spectrum (``n_spectra`` pixels) on all ``candidates`` (default every library family),
@@ -274,13 +284,15 @@ class LinearFit:
             window_kev=window_kev,
             background_terms=background_terms,
             weights=poisson_weights(sum_spectrum),
+            threads=threads,
         )
 
     # -- fitting -----------------------------------------------------------------------------
     def fit_counts(self, counts: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Fitted amplitudes ``(N, J)`` float32 counts (families, then Rayleigh, Compton,
         continuum) of spectra ``(N, E)`` on ``self.axis``, on ``self.device``."""
-        return self._nnls(self.project(counts)) * self._inv_scale
+        with _torch_threads(self.threads if self.device.type == "cpu" else None):
+            return self._nnls(self.project(counts)) * self._inv_scale
 
     def project(self, counts: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``h = x_window @ M`` ``(N, J)`` float32 on ``self.device``: the only pass over the
@@ -442,6 +454,20 @@ class LinearFit:
                 z[failed] = torch.linalg.lstsq(g[failed], rhs[failed]).solution
             out[s : s + SOLVE_BLOCK_ROWS] = z.squeeze(2) * p
         return out
+
+
+@contextmanager
+def _torch_threads(threads: int | None):
+    """Run with ``threads`` torch CPU threads, restoring the setting afterwards."""
+    if threads is None or threads == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _torch_compatible(counts: np.ndarray) -> np.ndarray:
