@@ -78,6 +78,14 @@ POLL_S = 0.02
 """Wall seconds between status polls when a completion alert is overdue."""
 
 
+class _Rebuild(Exception):
+    """A communication fault while queueing a row: fly it again from the start."""
+
+    def __init__(self, fault: ZaberFault) -> None:
+        super().__init__(str(fault))
+        self.fault = fault
+
+
 @dataclass(frozen=True)
 class RowRecord:
     """What one fly row cost on the serial line and how its timing came out."""
@@ -88,6 +96,8 @@ class RowRecord:
     """Pixels in the row."""
     segments: int
     """Stream segments over the pixels."""
+    queued_first: int
+    """Segments queued before the stream was released (the rest followed while it moved)."""
     commands: int
     """Serial commands spent on the row, all included (y step, stream, samples, readback)."""
     planned_s: float
@@ -604,30 +614,55 @@ class ZaberStage(Device):
         wall = float(np.median(rtts)) / 2 if rtts else 0.0
         return wall * float(getattr(self.clock, "speedup", 1.0))
 
-    def _stream_commands(self, plan: RowPlan, x_from: float, wait_s: float) -> list[str]:
-        """The commands that queue a row (corked): approach, wait, segments."""
+    def _stream_commands(
+        self, plan: RowPlan, x_from: float, wait_s: float
+    ) -> tuple[list[str], list[list[str]]]:
+        """The commands that queue a row: the head (stream set-up, cork, approach, wait) and,
+        per segment, its ``set maxspeed`` (when the speed changes) and ``line abs``."""
         n = self.stream_number
         ux = self._units(self.x)
-        cmds = []
+        head = []
         if not self._stream_live:
-            cmds += [f"stream {n} setup live {self.x.axis_number}",
+            head += [f"stream {n} setup live {self.x.axis_number}",
                      f"stream {n} set tanaccel {ux.accel_data(self.kinematics.a_max)}"]
-        cmds.append(f"stream {n} fifo cork")
+        head.append(f"stream {n} fifo cork")
         start = self._to_steps(self.x, plan.start_mm)
         approach = start != self._to_steps(self.x, x_from)
         if approach:
-            cmds += [f"stream {n} set maxspeed {ux.speed_data(self.kinematics.v_max)}",
+            head += [f"stream {n} set maxspeed {ux.speed_data(self.kinematics.v_max)}",
                      f"stream {n} line abs {start}"]
         if approach or wait_s > 0:  # the row starts from rest at its run-up point
-            cmds.append(f"stream {n} wait {math.ceil(wait_s * 1000.0)}")
-        speed = None
+            head.append(f"stream {n} wait {math.ceil(wait_s * 1000.0)}")
+        segments, speed = [], None
         for seg in plan.segments:
+            cmds = []
             data = ux.speed_data(seg.speed_mm_s)
             if data != speed:
                 cmds.append(f"stream {n} set maxspeed {data}")
                 speed = data
             cmds.append(f"stream {n} line abs {self._to_steps(self.x, seg.end_mm)}")
-        return cmds
+            segments.append(cmds)
+        return head, segments
+
+    def segments_before_release(self, plan: RowPlan, lead_s: float) -> int:
+        """How many segments must be queued before the stream is released so that the rest,
+        sent while the stage moves, always reach the device before the stage is within braking
+        distance (at full speed) of them. The time to send a segment is taken as twice the
+        90th percentile of the measured pipelined command time (two commands); until a few
+        batches were measured, the whole row is queued first."""
+        per = self.link.stats.pipelined_s
+        n = len(plan.segments)
+        if len(per) < 3:
+            return n
+        cost = 2.0 * 2.0 * float(np.percentile(per, 90)) * float(getattr(self.clock, "speedup", 1.0))
+        kin = self.kinematics
+        brake = kin.v_max**2 / (2.0 * kin.a_max)
+        starts = [plan.start_mm] + [seg.end_mm for seg in plan.segments[:-1]]
+        need = [lead_s + planned_time_at(plan, x - plan.travel_sign * brake) for x in starts]
+        for n0 in range(1, n + 1):
+            if all((i - n0 + 1) * cost <= need[i] for i in range(n0, n)):
+                return n0
+        return n
 
     def _resync(self) -> None:
         """After a stop or a fault (already reported): clear the latched warnings, wait until
@@ -639,8 +674,34 @@ class ZaberStage(Device):
         self._stale = False
 
     def _fly_row(self, row: FlyRow, status: Status, stop: threading.Event) -> None:
-        kin, clock = self.kinematics, self.clock
+        """Fly the row; a lost or garbled reply costs one new attempt (the first attempt is
+        stopped and not recorded), a second one raises."""
         n0 = self.link.stats.commands
+        rebuilds = 0
+        while True:
+            try:
+                measured, plan, planned_total, t_go, deviation, n_first = self._try_row(row, stop)
+                break
+            except _Rebuild as again:
+                if rebuilds >= 1:
+                    raise again.fault from None
+                rebuilds += 1
+        self.rows_log.append(
+            RowRecord(
+                pass_number=row.pass_number, row=row.row, width=row.width, segments=len(plan.segments),
+                queued_first=n_first, commands=self.link.stats.commands - n0, planned_s=planned_total,
+                measured_s=measured.finished - t_go, deviation_s=deviation, added_s=plan.added_s,
+                rebuilds=rebuilds,
+            )
+        )
+        for listener in self._listeners:
+            listener.row_finished(measured)
+        self.last_row = measured
+        self._flown.add(row.key)
+        status.set_finished()
+
+    def _try_row(self, row: FlyRow, stop: threading.Event):
+        kin, clock = self.kinematics, self.clock
         plan = self.plan(row)
         started = clock.now()
         if self._stale:
@@ -661,22 +722,21 @@ class ZaberStage(Device):
             self._clear_flags(axis)
         y_target = self._to_steps(self.y, row.y)
         y_moves = y_target != self._to_steps(self.y, y_now)
-        rebuilds = 0
-        while True:
-            batch = [(self.x.device, 0, c) for c in self._stream_commands(plan, x_now, wait_s)]
-            if y_moves:  # the row step goes first, so it has the approach to settle
-                batch.insert(0, (self.y.device, self.y.axis_number, f"move abs {y_target}"))
-            try:
-                sent = self.link.request_batch(batch, where=self.x.where, idempotent=False)
-                self._stream_live = True
-                go = self._request(self.x, f"stream {self.stream_number} fifo uncork", device_level=True)
-                break
-            except (ZaberTimeout, ZaberGarbled, ZaberPortError):
-                if rebuilds >= 1:
-                    raise
-                rebuilds += 1  # nothing moved yet (corked): throw the queue away and start over
-                self._stream_live = False
-                self._disable_stream()
+        head, segments = self._stream_commands(plan, x_now, wait_s)
+        n_first = self.segments_before_release(plan, lead)
+        batch = [(self.x.device, 0, c) for c in head + sum(segments[:n_first], [])]
+        if y_moves:  # the row step goes first, so it has the approach to settle
+            batch.insert(0, (self.y.device, self.y.axis_number, f"move abs {y_target}"))
+        try:
+            sent = self.link.request_batch(batch, where=self.x.where, idempotent=False)
+            self._stream_live = True
+            go = self._request(self.x, f"stream {self.stream_number} fifo uncork", device_level=True)
+        except (ZaberTimeout, ZaberGarbled, ZaberPortError) as exc:
+            # nothing moved yet (corked): throw the queue away and start over
+            self._stream_live = False
+            self._stale = True
+            self._disable_stream()
+            raise _Rebuild(exc) from exc
         y_got = sent[0] if y_moves else None
         t_go = 0.5 * (go.sent + go.received)
         t_run_up = t_go + lead
@@ -694,6 +754,15 @@ class ZaberStage(Device):
         for listener in self._listeners:
             listener.row_started(gates)
         try:
+            tail = [(self.x.device, 0, c) for c in sum(segments[n_first:], [])]
+            if tail:  # the rest of the row, queued while the stage moves (a live stream)
+                try:
+                    self.link.request_batch(tail, where=self.x.where, idempotent=False)
+                except (ZaberTimeout, ZaberGarbled, ZaberPortError) as exc:
+                    self._stop_axes(self._axes())
+                    self._stream_live = False
+                    self._stale = True
+                    raise _Rebuild(exc) from exc
             anchors, t_end = self._follow_row(plan, go, t_run_up, deadline, stop, planned_total)
             x_end, y_end = self._row_readback(plan, y_got, stop)
         except RowCut:
@@ -719,18 +788,7 @@ class ZaberStage(Device):
             started=started,
             finished=t_end,
         )
-        self.rows_log.append(
-            RowRecord(
-                pass_number=row.pass_number, row=row.row, width=row.width, segments=len(plan.segments),
-                commands=self.link.stats.commands - n0, planned_s=planned_total, measured_s=t_end - t_go,
-                deviation_s=deviation, added_s=plan.added_s, rebuilds=rebuilds,
-            )
-        )
-        for listener in self._listeners:
-            listener.row_finished(measured)
-        self.last_row = measured
-        self._flown.add(row.key)
-        status.set_finished()
+        return measured, plan, planned_total, t_go, deviation, n_first
 
     def _row_readback(self, plan: RowPlan, y_got: Received | None, stop: threading.Event) -> tuple[float, float]:
         """Where x and y are after the row (one pipelined ``get pos`` each); the row step must

@@ -194,8 +194,9 @@ def measured_pixel_times(
     host's timing noise: serial latency and its jitter) of the plan, the motion went as planned
     and the planned pixel times stand. Otherwise the planned edge times are mapped
     piecewise-linearly through the anchors (a stage running late stretches the pixels between
-    the anchors around it). Returns ``(real_time (W,) by column, edge instants (W+1,) travel
-    order, largest deviation of an anchor from the plan in seconds)``.
+    the anchors around it); no pixel is shorter than planned, since the plan is the fastest the
+    stage can go. Returns ``(real_time (W,) by column, edge instants (W+1,) travel order,
+    largest deviation of an anchor from the plan in seconds)``.
     """
     pts = sorted((float(tau), float(t)) for tau, t in anchors)
     deviation = max((abs(t - (row_start + tau)) for tau, t in pts), default=0.0)
@@ -210,6 +211,9 @@ def measured_pixel_times(
         lo, hi = plan.edge_s < taus[0], plan.edge_s > taus[-1]  # outside: the planned rate
         edge_t[lo] = ts[0] + (plan.edge_s[lo] - taus[0])
         edge_t[hi] = ts[-1] + (plan.edge_s[hi] - taus[-1])
-    travel = np.maximum(np.diff(edge_t), 1e-9)
+    # the stage never beats the plan (it is the fastest motion under the caps): a measurement
+    # that says otherwise is timing noise
+    planned = np.diff(plan.edge_s)
+    travel = np.maximum(np.diff(edge_t), planned)
     real = travel[::-1] if plan.row.reverse else travel
     return real, edge_t, float(deviation)

@@ -318,6 +318,7 @@ class ZaberEmulator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rx = b""
+        self._rx_done = 0.0
         self._link = Path(link_path) if link_path is not None else None
         self._open_pty()
 
@@ -443,6 +444,7 @@ class ZaberEmulator:
                 with self._lock:
                     if master != self._master:
                         continue
+                    arrived = self.clock.now()
                     self._rx += data
                     while True:
                         cut = [i for i in (self._rx.find(b"\n"), self._rx.find(b"\r")) if i >= 0]
@@ -450,6 +452,9 @@ class ZaberEmulator:
                             break
                         i = min(cut)
                         line, self._rx = self._rx[:i], self._rx[i + 1 :]
+                        # full duplex: a command's bytes arrive while earlier replies go out
+                        self._rx_done = max(arrived, self._rx_done) + self._wire_s(i + 1)
+                        self.clock.sleep(max(0.0, self._rx_done - self.clock.now()))
                         if line.strip():
                             self._handle(line.decode("ascii", "replace").strip())
             with self._lock:
@@ -474,9 +479,13 @@ class ZaberEmulator:
         except OSError:
             pass
 
+    def _wire_s(self, n_bytes: int) -> float:
+        """Instrument seconds ``n_bytes`` take on the wire (10 bits a byte at ``wire_baud``)."""
+        return 10.0 * n_bytes / self.wire_baud if self.wire_baud else 0.0
+
     def _wire_delay(self, n_bytes: int) -> None:
         if self.wire_baud:
-            self.clock.sleep(10.0 * n_bytes / self.wire_baud)
+            self.clock.sleep(self._wire_s(n_bytes))
 
     # -- motion bookkeeping -------------------------------------------------------------------
     def _update(self, now: float) -> None:
@@ -615,7 +624,6 @@ class ZaberEmulator:
                 if tokens and tokens[0].isdigit():
                     msg_id = int(tokens.pop(0))
         targets = sorted(self.devices) if device == 0 else ([device] if device in self.devices else [])
-        self._wire_delay(len(line) + 1)
         self._update(self.clock.now())
         for address in targets:
             dev = self.devices[address]
