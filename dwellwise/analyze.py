@@ -281,19 +281,18 @@ def _check_png_dir(png_dir: str | Path | None) -> Path | None:
 # -- models -----------------------------------------------------------------------------------
 def _load_models(names, explicit: bool, device: str, cube: _Cube, notes: list[str]):
     """(maps network or None, whether a linear fit is needed, pigment model or None)."""
-    from dwellwise.models.linear_fit import LinearFit, resolve_device
-    from dwellwise.models.registry import MissingWeights, load_predictor
+    from dwellwise.models.linear_fit import resolve_device
+    from dwellwise.models.registry import MissingWeights, load_network, load_predictor
 
     resolve_device(device)  # a clear error for an unknown device before anything else
     maps = pigments = None
     linear = "linear" in names
     if "maps" in names:
-        maps = load_predictor("maps", device=device)
-        if isinstance(maps, LinearFit):
+        maps = load_network("maps", device=device)
+        linear = True  # the maps themselves, or the baseline beside a network's
+        if maps is None:
             notes.append("no trained element-map weights installed: the linear fit made the maps")
-            maps, linear = None, True
         else:
-            linear = True  # the baseline always goes beside a network
             _check_overlap(maps, cube)
     if "pigments" in names:
         try:
@@ -393,6 +392,8 @@ def _compute(f: h5py.File, cube: _Cube, products: list[_Product], chunk_pixels: 
 
 def _commit(f: h5py.File, products: list[_Product]) -> None:
     """Give the finished results their final names (old ones removed first)."""
+    from dwellwise.models.linear_fit import LinearFit, overlaps
+
     created = datetime.now(UTC).isoformat(timespec="seconds")
     common = {"created": created, "software": f"dwellwise {dwellwise.__version__}"}
     analysis = f.require_group("entry/analysis")
@@ -406,6 +407,11 @@ def _commit(f: h5py.File, products: list[_Product]) -> None:
             "names": list(p.names),
             "source": "/entry/data/counts",
         }
+        if isinstance(p.predictor, LinearFit):  # what a spectroscopist should look at twice
+            attrs["overlapping_families"] = [
+                f"{o.first}~{o.second} (cosine {o.cosine:.2f})" for o in overlaps(p.predictor)
+            ]
+            attrs["fit_window_kev"] = list(p.predictor.window_kev)
         if p.key == "pigments":
             g = f[PARTIAL].create_group("pigments_group")
             f.move(p.buffer, f"{PARTIAL}/pigments_group/probability")
@@ -422,6 +428,7 @@ def _commit(f: h5py.File, products: list[_Product]) -> None:
             staged.append((g.name, "/" + LINEAR_FIT))
         else:
             f[p.buffer].attrs.update(attrs, units="counts/s")
+
             f[PARTIAL].create_dataset("xrf_fit_name", data=_names(p.names))
             staged.append((f"/{PARTIAL}/xrf_fit_name", "/" + XRF_FIT_NAME))
             staged.append((p.buffer, "/" + XRF_FIT))

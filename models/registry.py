@@ -58,7 +58,7 @@ def load_predictor(kind: str, device: str = "auto") -> SpectrumPredictor:
     check_model_names([kind])
     if kind == "linear":
         return LinearFit(device=device)
-    loaded = _load_network(kind, device)
+    loaded = load_network(kind, device)
     if loaded is not None:
         return loaded
     if kind == "maps":
@@ -67,9 +67,12 @@ def load_predictor(kind: str, device: str = "auto") -> SpectrumPredictor:
     raise MissingWeights("no pigment weights shipped; run dwellwise train pigments")
 
 
-def has_weights(kind: str) -> bool:
-    """Whether the network of ``kind`` (``maps`` or ``pigments``) has trained weights here."""
-    return _load_network(kind, "cpu") is not None
+def load_network(kind: str, device: str = "auto") -> SpectrumPredictor | None:
+    """The shipped network of ``kind`` (``maps`` or ``pigments``), or None when its module or
+    its trained weights are not installed."""
+    if kind not in _LOADERS:
+        raise ValueError(f"no network answers {kind!r}; networks: {', '.join(_LOADERS)}")
+    return _load_network(kind, device)
 
 
 def _load_network(kind: str, device: str) -> SpectrumPredictor | None:

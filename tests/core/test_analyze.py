@@ -97,6 +97,7 @@ def test_linear_fit_recovers_the_truth_maps(cube, tmp_path, monkeypatch):
         assert fit.shape == (len(names), *SHAPE) and fit.dtype == np.float32
         assert fit.attrs["units"] == "counts/s" and fit.attrs["model"] == "linear fit"
         assert list(fit.attrs["names"]) == names
+        assert any(o.startswith("S_K~Pb_M") for o in fit.attrs["overlapping_families"])
         maps = fit[()]
         truth = f["entry/truth/rates"][()]
         elements = _names(f["entry/truth/elements"])
