@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import grid_scan
+from bluesky.utils import RunEngineInterrupted
 from dwellwise.drivers.fly import FlyRow
 from dwellwise.drivers.sim import sim_beamline
 from dwellwise.drivers.sim_sdd import BeamPosition, make_sim_sdd
@@ -262,3 +263,29 @@ def test_long_rows_stream_their_tail_while_the_stage_moves(stage):
     rec = stage.rows_log[-1]
     assert rec.queued_first < rec.segments  # the rest went out while the stage moved
     assert rec.measured_s == pytest.approx(rec.planned_s, rel=0.25)
+
+
+def test_hard_pause_mid_row_then_resume_measures_no_pixel_twice(beamline):
+    stage, sdd, path = beamline
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+    # pause while the third row flies (rows take ~0.5 s of instrument time)
+    gates = Gates()
+    stage.subscribe_rows(gates)
+    started = []
+    gates.row_started = lambda g: started.append(g) or (
+        len(started) == 3 and threading.Thread(target=RE.request_pause, kwargs={"defer": False}).start()
+    )
+    with pytest.raises(RunEngineInterrupted):
+        RE(raster_scan(stage, sdd, shape=(5, 8), pixel_size=PITCH, dwell=0.05))
+    assert RE.state == "paused"
+    assert [g.row for g in gates.aborted] == [2]  # the pause stopped the third row mid-flight
+    RE.resume()
+    assert docs[-1][1]["exit_status"] == "success"
+    pixels = pixel_events(docs)
+    assert len(pixels) == len(set(pixels)) == 40
+    with h5py.File(path) as f:
+        assert f["entry/passes/1/rows_complete"][...].all()
+        real = f["entry/data/real_time"][...]
+        assert np.all(real >= 0.05) and np.all(real < 2 * 0.05)
