@@ -81,3 +81,6 @@ class RowGates:
     """Instrument time when the row's run-up began, seconds."""
     finished: float
     """Instrument time when the row's run-out ended, seconds."""
+    reverse: bool = False
+    """The beam crossed the row from its last column to its first (a serpentine row): a
+    detector that measures pixel after pixel goes in this order."""

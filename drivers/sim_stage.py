@@ -195,6 +195,11 @@ class SimStage(Device):
         if listener not in self._listeners:
             self._listeners.append(listener)
 
+    def unsubscribe_rows(self, listener: RowListener) -> None:
+        """Stop gating ``listener`` (a detector that is done; unknown listeners are ignored)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def forget_rows(self, keys: Iterable[tuple[int, int]] | None = None) -> None:
         """Forget which (pass, row) were flown (a new scan starts; ``None`` forgets all)."""
         self._last_run_out_s = 0.0
@@ -284,6 +289,7 @@ class SimStage(Device):
             planned_dwell=row.dwell,
             started=started,
             finished=t0 + duration,
+            reverse=row.reverse,
         )
         for listener in self._listeners:
             listener.row_started(gates)

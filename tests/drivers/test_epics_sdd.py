@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import count, grid_scan
-from dwellwise.drivers.epics_sdd import EpicsSDD, EpicsSDDError
+from dwellwise.drivers.epics import EpicsSDD, EpicsSDDError
 from dwellwise.drivers.sim_stage import SimStage
 from dwellwise.planners import adaptive_scan, raster_scan
 from dwellwise.simulators.energy import EnergyAxis
@@ -230,13 +230,9 @@ def test_serpentine_rows_are_acquired_in_travel_order(ioc, stage):
     sdd = EpicsSDD(ioc.record_name, elements=ELEMENTS, name="sdd", stage=stage, **FAST)
     from dwellwise.drivers.fly import RowGates
 
-    gates = RowGates(
-        1, 0, np.array([0.0, 0.5, 1.0]), 0.0, np.full(3, 0.01), np.full(3, 0.01), 0.0, 0.0
-    )
-    stage.x.place(2.0)  # a reverse row starts beyond its last column
-    assert list(sdd._travel_order(gates)) == [2, 1, 0]
-    stage.x.place(-1.0)
-    assert list(sdd._travel_order(gates)) == [0, 1, 2]
+    args = (1, 0, np.array([0.0, 0.5, 1.0]), 0.0, np.full(3, 0.01), np.full(3, 0.01), 0.0, 0.0)
+    assert list(sdd._travel_order(RowGates(*args, reverse=True))) == [2, 1, 0]
+    assert list(sdd._travel_order(RowGates(*args))) == [0, 1, 2]
 
 
 @pytest.mark.parametrize(

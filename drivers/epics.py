@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from dwellwise.drivers.faults import DeviceFault
 from dwellwise.drivers.fly import RowGates
 from dwellwise.drivers.mapping import MappingDetector, with_element_rois
 from dwellwise.simulators.detector import Acquisition
@@ -61,17 +62,14 @@ ACQUIRING = 1
 """``.ACQG`` value while acquiring (mcaSTRT menu: Done, Acquire)."""
 
 
-class EpicsSDDError(RuntimeError):
-    """A fault of an EPICS SDD: which device, which PV, what happened."""
+class EpicsSDDError(DeviceFault):
+    """A fault of an EPICS SDD: which device, which PV, what happened (``device``, ``pv`` and
+    ``cause``; as a :class:`~dwellwise.drivers.faults.DeviceFault` its ``part`` is the PV)."""
 
     def __init__(self, device: str, pv: str, cause: str) -> None:
-        self.device = device
-        """Ophyd name of the detector."""
         self.pv = pv
         """The PV involved (or the record name)."""
-        self.cause = cause
-        """What happened, for a person."""
-        super().__init__(f"SDD {device!r}: {pv}: {cause}")
+        super().__init__(f"SDD {device!r}: {pv}: {cause}", device=device, part=pv, cause=cause)
 
 
 class McaRecord(EpicsMCARecord):
@@ -184,7 +182,6 @@ class EpicsSDD(MappingDetector, Device):
         self._preset_written: float | None = None
         self._abort = threading.Event()
         self._io_lock = threading.RLock()  # one acquisition sequence at a time
-        self._stage = stage
         self._init_mapping(f"PV:{prefix}")
         if stage is not None:
             stage.subscribe_rows(self)
@@ -457,16 +454,10 @@ class EpicsSDD(MappingDetector, Device):
         handle.thread.join(self.timeout_s * 2)
 
     def _travel_order(self, gates: RowGates) -> np.ndarray:
-        """Columns in the order the beam crosses them: reversed when the stage starts the row
-        beyond its last column (``gates.reverse`` when the stage reports it)."""
+        """Columns in the order the beam crosses them (reversed for a serpentine row the stage
+        flies from its last column, ``gates.reverse``)."""
         cols = np.arange(gates.x.size)
-        reverse = getattr(gates, "reverse", None)
-        if reverse is None and self._stage is not None and gates.x.size > 1:
-            try:
-                reverse = float(self._stage.x.position) > float(gates.x[-1])
-            except (AttributeError, TypeError, ValueError):
-                reverse = False
-        return cols[::-1] if reverse else cols
+        return cols[::-1] if gates.reverse else cols
 
     # -- Channel Access with timeouts and clear errors -------------------------------------------
     def _error(self, pv: str, cause: str) -> EpicsSDDError:
