@@ -124,6 +124,8 @@ def analyze_cube(
     start = time.perf_counter()
     path = Path(path)
     explicit = models is not None
+    if isinstance(models, str):  # "maps,pigments" as the CLI spells it
+        models = models.split(",")
     try:
         names = check_model_names(tuple(models) if explicit else DEFAULT_MODELS)
     except ValueError as exc:
@@ -165,7 +167,12 @@ def analyze_cube(
             if PARTIAL in f:
                 del f[PARTIAL]
             raise
-    pngs = _save_pngs(path, png_path, products) if png_path is not None else ()
+    pngs: list[Path] = []
+    if png_path is not None:
+        try:
+            pngs = _save_pngs(path, png_path, products)
+        except OSError as exc:  # the results are in the file already
+            notes.append(f"PNGs not written to {png_path}: {exc}")
     seconds = time.perf_counter() - start
     by_key = {p.key: p for p in products}
     m = by_key.get("maps")

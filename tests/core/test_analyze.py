@@ -151,7 +151,7 @@ def test_rerun_replaces_results_and_drops_stale_ones(cube, monkeypatch):
         assert "entry/analysis/linear_fit" not in f  # baseline of the old network maps
         assert "entry/analysis/pigments" in f  # not asked for this time: kept
         first = f["xrfmap/detsum/xrf_fit"][()]
-    analyze_cube(cube, models=["linear"])
+    analyze_cube(cube, models="linear")  # a string is read as the CLI spells it
     with h5py.File(cube, "r") as f:
         np.testing.assert_array_equal(f["xrfmap/detsum/xrf_fit"][()], first)  # deterministic
 

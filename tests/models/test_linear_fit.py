@@ -140,6 +140,16 @@ def test_sulfur_and_lead_m_are_separated_without_noise(fit, model):
     assert {("As_K", "Pb_L"), ("Pb_M", "S_K")} <= pairs and ("Ca_K", "Fe_K") not in pairs
 
 
+def test_fits_spectra_on_another_calibration():
+    """A fit built on the cube's own calibration needs no resampling."""
+    axis = EnergyAxis(channels=2048, gain_kev=0.0125, offset_kev=0.2)
+    model = SpectrumModel(ELEMENTS, axis=axis)
+    fit = LinearFit(axis, ELEMENTS, device="cpu")
+    rates = _rates(50, np.random.default_rng(8))
+    got = fit.predict(_expected(model, rates, 1.0), np.ones(50))
+    np.testing.assert_allclose(got, rates.T, rtol=2e-3, atol=2.0)
+
+
 def test_subset_and_validation():
     fit = LinearFit(elements=("Fe_K", "Pb_L"), device="cpu")
     assert fit.subset(["Zn_K"]).names == ("Zn_K",)
