@@ -76,6 +76,9 @@ DEFAULT_OFFSET_MM = (10.0, 10.0)
 below the origin, like the simulated stage's default limits."""
 POLL_S = 0.02
 """Wall seconds between status polls when a completion alert is overdue."""
+TAIL_CHUNK = 16
+"""Commands per batch when a row's tail is queued while it flies (a stop or the deadline is
+acted on between batches)."""
 
 
 class _Rebuild(Exception):
@@ -755,9 +758,13 @@ class ZaberStage(Device):
             listener.row_started(gates)
         try:
             tail = [(self.x.device, 0, c) for c in sum(segments[n_first:], [])]
-            if tail:  # the rest of the row, queued while the stage moves (a live stream)
+            for k in range(0, len(tail), TAIL_CHUNK):  # the rest, queued while the stage moves
+                if stop.is_set():
+                    raise RowInterrupted(f"row {row.row} of pass {row.pass_number} stopped; not recorded")
+                if clock.now() >= deadline:
+                    raise RowCut(f"row {row.row} of pass {row.pass_number} cut by its deadline")
                 try:
-                    self.link.request_batch(tail, where=self.x.where, idempotent=False)
+                    self.link.request_batch(tail[k : k + TAIL_CHUNK], where=self.x.where, idempotent=False)
                 except (ZaberTimeout, ZaberGarbled, ZaberPortError) as exc:
                     self._stop_axes(self._axes())
                     self._stream_live = False

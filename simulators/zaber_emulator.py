@@ -260,6 +260,10 @@ class EmulatorFaults:
     garble_replies: int = 0
     """The next n replies (to commands containing :attr:`garble_match`) are corrupted."""
     garble_match: str = ""
+    drop_after: int = 0
+    """Matching commands to let through before dropping replies."""
+    garble_after: int = 0
+    """Matching commands to let through before garbling replies."""
     rejections: list[tuple[str, str, int]] = field(default_factory=list)
     """``(command text, reason, count)``: commands containing the text are rejected."""
     limit_at: dict[int, float] = field(default_factory=dict)
@@ -386,15 +390,19 @@ class ZaberEmulator:
                 pass
 
     # -- fault injection ----------------------------------------------------------------------
-    def inject_no_reply(self, count: int = 1, match: str = "") -> None:
-        """Do not answer the next ``count`` commands containing ``match``."""
+    def inject_no_reply(self, count: int = 1, match: str = "", after: int = 0) -> None:
+        """Do not answer ``count`` commands containing ``match``, after letting ``after`` of
+        them through."""
         with self._lock:
             self.faults.drop_replies, self.faults.drop_match = int(count), match
+            self.faults.drop_after = int(after)
 
-    def inject_garbled(self, count: int = 1, match: str = "") -> None:
-        """Corrupt the replies to the next ``count`` commands containing ``match``."""
+    def inject_garbled(self, count: int = 1, match: str = "", after: int = 0) -> None:
+        """Corrupt the replies to ``count`` commands containing ``match``, after letting
+        ``after`` of them through."""
         with self._lock:
             self.faults.garble_replies, self.faults.garble_match = int(count), match
+            self.faults.garble_after = int(after)
 
     def inject_rejection(self, match: str, reason: str = "BADDATA", count: int = 1) -> None:
         """Reject the next ``count`` commands containing ``match`` with ``reason``."""
@@ -635,14 +643,18 @@ class ZaberEmulator:
         f = self.faults
         if f.silent:
             return
-        if f.drop_replies > 0 and f.drop_match in line:
+        if f.drop_replies > 0 and f.drop_match in line and f.drop_after > 0:
+            f.drop_after -= 1
+        elif f.drop_replies > 0 and f.drop_match in line:
             f.drop_replies -= 1
             return
         ax = dev.axis
         status = "BUSY" if ax.traj is not None else "IDLE"
         head = f"@{dev.address:02d} {axis}" + (f" {msg_id:02d}" if msg_id is not None else "")
         text = f"{head} {'OK' if ok else 'RJ'} {status} {self._flag(ax)} {data}"
-        if f.garble_replies > 0 and f.garble_match in line:
+        if f.garble_replies > 0 and f.garble_match in line and f.garble_after > 0:
+            f.garble_after -= 1
+        elif f.garble_replies > 0 and f.garble_match in line:
             f.garble_replies -= 1
             text = text.replace(" OK ", " 0K~").replace(" RJ ", " R#") + "\x07"
             self._wire_delay(len(text) + 2)
@@ -855,8 +867,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speedup", type=float, default=1.0)
     parser.add_argument("--homed", action="store_true", help="start with a reference position")
     parser.add_argument("--link", default=None, help="also make this symlink to the pty")
+    parser.add_argument(
+        "--wire-baud", type=float, default=115200.0, help="baud rate whose wire time is spent (0: none)"
+    )
     args = parser.parse_args(argv)
-    emu = ZaberEmulator(args.devices, clock=ScaledClock(args.speedup), homed=args.homed, link_path=args.link)
+    emu = ZaberEmulator(
+        args.devices,
+        clock=ScaledClock(args.speedup),
+        homed=args.homed,
+        link_path=args.link,
+        wire_baud=args.wire_baud or None,
+    )
     with emu:
         print(emu.port, flush=True)
         try:

@@ -184,3 +184,30 @@ def test_a_fault_during_a_scan_fails_the_plan_with_its_cause_and_keeps_completed
             assert np.all(live[:2] > 0) and np.all(live[2:] == 0)
         finally:
             st.close()
+
+
+def test_a_lost_reply_in_a_rows_streamed_tail_flies_the_row_again():
+    rng = np.random.default_rng(4)
+
+    def adaptive(k):
+        dwell = rng.uniform(0.01, 0.06, 64)
+        return FlyRow(1, k, 0.5 * k, PITCH * np.arange(64), dwell, reverse=bool(k % 2))
+
+    # a slower clock than the other tests: the host must be fast compared with the motion
+    with ZaberEmulator(clock=ScaledClock(4.0), homed=True) as emu:
+        stage = ZaberStage("stage", emu.port, clock=emu.clock, timeout_s=0.15)
+        try:
+            gates = Gates()
+            stage.subscribe_rows(gates)
+            for k in range(4):  # measure the command time, so that later rows stream their tail
+                stage.set(adaptive(k)).wait(30)
+            last = stage.rows_log[-1]
+            assert last.queued_first + 20 < last.segments  # most of the row is its tail
+            emu.inject_no_reply(1, match="line abs", after=last.queued_first + 12)
+            stage.set(adaptive(4)).wait(30)
+            rec = stage.rows_log[-1]
+            assert rec.row == 4 and rec.rebuilds == 1
+            assert [g.row for g in gates.aborted] == [4]
+            assert [g.row for g in gates.finished] == [0, 1, 2, 3, 4]
+        finally:
+            stage.close()
