@@ -334,9 +334,7 @@ def _adapt_linear_fit(f: h5py.File, cube: _Cube, chunk_pixels: int, device: str,
         total += counts[r0:r1].sum(axis=(0, 1), dtype=np.float64)
         tick(r1 - r0)
     try:
-        return LinearFit.for_spectrum(
-            total, cube.shape[0] * cube.shape[1], cube.axis, device=device
-        )
+        return LinearFit.for_spectrum(total, cube.axis, device=device)
     except ValueError as exc:
         raise AnalysisError(f"the linear fit cannot use this cube: {exc}") from None
 

@@ -12,14 +12,21 @@ constrained ``>= 0``; the background is free. Because every basis row has unit a
 the number of photons of that family the detector recorded, and ``a_c / live_time`` is its rate
 in counts/s, the unit of ``Scene.rates`` and of the simulator's truth.
 
-Speed: everything that does not depend on the data is computed once: the background is
+Speed: everything that does not depend on the data is computed once. The background is
 eliminated by projecting it out, so a spectrum enters only through one matrix product
 ``h = x @ M`` (``(N, E_window) @ (E_window, J)``, J = families + 3 scatter shapes), and the
 non-negative problem ``min ½ aᵀG a − hᵀa, a >= 0`` is solved in the small J-space by the
-Lawson-Hanson active-set method, vectorised over pixels: pixels that share a passive set share
-one inverse of ``G`` restricted to it, so each iteration costs one ``torch.unique``, a few
-small inversions and one batched matrix-vector product. It starts from the passive set of the
-unconstrained solution and usually ends in a handful of iterations.
+Lawson-Hanson active-set method, vectorised over pixels: a few accelerated projected-gradient
+steps from the clamped unconstrained solution guess each pixel's support, then each iteration
+solves every pixel's normal equations restricted to its passive set (one inverse per distinct
+set when sets repeat, else a batched Cholesky per pixel) and checks the gradient. Most pixels
+are done after one exact solve; the result is the exact NNLS optimum (tests compare it with
+``scipy.optimize.nnls``).
+
+Which families: by default every family of the line library inside the fit range
+(:func:`library_families`); :meth:`LinearFit.for_spectrum` narrows that to the families a
+cube's sum spectrum shows (:func:`detect_families`) plus chosen ones (the 12 targets of paper
+002) and weights channels by the inverse mean spectrum, as a spectroscopist would set up PyMca.
 
 Overlapping families (As K / Pb L, S K / Pb M / Hg M, Ba L / Ti K...) are separated by their
 whole line pattern, never by one window: As Kβ (11.73 keV) against Pb Lβ (12.61 keV) and
@@ -204,8 +211,6 @@ class LinearFit:
                 f"no signal inside the fit window {self.window_kev} keV for: {', '.join(bad)}"
             )
         a_unit = a / norms
-        self._scale = norms  # coefficient = solution / scale
-        self._unit = a_unit
         gram = a_unit.T @ a_unit
         self._gram64 = torch.as_tensor(gram, dtype=torch.float64, device=self.device)
         self._gram = self._gram64.to(torch.float32)
@@ -239,7 +244,6 @@ class LinearFit:
     def for_spectrum(
         cls,
         sum_spectrum: np.ndarray,
-        n_spectra: int,
         axis: EnergyAxis | None = None,
         *,
         always: Sequence[str] = PAPER_002_TARGETS,
@@ -252,10 +256,10 @@ class LinearFit:
         threads: int | None = CPU_THREADS,
     ) -> LinearFit:
         """A fit adapted to one cube, the way a spectroscopist starts: fit the cube's sum
-        spectrum (``n_spectra`` pixels) on all ``candidates`` (default every library family),
-        keep the families detected there (see :func:`detect_families`) plus ``always`` (e.g.
-        the 12 targets of paper 002), and weight channels by the inverse mean spectrum
-        (Poisson variance of an average pixel)."""
+        spectrum (counts) on all ``candidates`` (default every library family), keep the
+        families detected there (see :func:`detect_families`) plus ``always`` (e.g. the 12
+        targets of paper 002), and weight channels by the inverse sum spectrum (the Poisson
+        variance of an average pixel, up to a constant)."""
         axis = axis or EnergyAxis()
         sum_spectrum = np.asarray(sum_spectrum, dtype=np.float64)
         if sum_spectrum.shape != (axis.channels,):
