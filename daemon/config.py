@@ -13,19 +13,36 @@
     server_secret_key = "keys/server.key_secret"
     allow_list = "keys/allow.toml"        # [clients.NAME] role = ..., public_key = ...
 
-    [beamline]
+    [beamline]                            # the simulated beamline (scenes, sim stage)
     kind = "simulated"
+
+    [devices.stage]                       # which devices are real (default: all simulated)
+    kind = "zaber"                        # "sim" | "zaber"
+    port = "/dev/ttyUSB0"
+    [devices.sdd]
+    kind = "epics-mca"                    # "sim" | "epics-mca"
+    prefix = "XRF:mca1"
+    elements = ["Ca_K", "Fe_K", "Pb_L"]
 
     [defaults]                            # fills the fields a scan request leaves out
     policy = "auto"
     speedup = 1.0
 
 Every table and key is checked; an unknown key or a bad value is a :class:`ConfigError` that
-names it (``daemon.contol: unknown key``).
+names it (``daemon.contol: unknown key``, ``devices.stage.port: missing; ...``).
+
+``[beamline]`` describes the simulated beamline: the painting scenes and the simulated stage's
+limits and kinematics. ``[devices]`` says which devices are real. Without it (or with ``kind =
+"sim"`` for both) every job gets a freshly built simulated beamline, as before. A real device
+(``zaber``, ``epics-mca``) is opened once by the daemon and serves every job; a device left
+``sim`` beside a real one is simulated on the real one's clock (a simulated detector reads the
+request's scene where the real stage is). The simulated stage's settings stay in ``[beamline]``;
+setting them there while the stage is a real one is an error (they would be ignored).
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,6 +53,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictFloat,
@@ -122,6 +140,202 @@ class BeamlineSection(BaseModel):
             x = self.limits_x or self.limits_y
             options["limits"] = (tuple(x), tuple(self.limits_y or x))
         return options
+
+
+SIM_STAGE_KEYS = ("limits_x", "limits_y", "v_max", "a_max", "settle_s")
+"""``[beamline]`` keys that configure the simulated stage only."""
+DEVICE_KINDS = {"stage": ("sim", "zaber"), "sdd": ("sim", "epics-mca")}
+"""The kinds of each device in ``[devices]``."""
+
+
+def _pv_name(value: Any) -> Any:
+    if isinstance(value, str) and (not value or any(c.isspace() for c in value)):
+        raise ValueError(f"must be a PV name without spaces, e.g. 'XRF:mca1', got {value!r}")
+    return value
+
+
+def _element(value: Any) -> Any:
+    """An element channel: symbol, underscore, line family (``Fe_K``, ``Pb_L``, ``Hg_M``)."""
+    if isinstance(value, str) and not re.fullmatch(r"[A-Z][a-z]?_[KLM]", value):
+        raise ValueError(f"{value!r} is not an element channel like 'Fe_K', 'Pb_L' or 'Hg_M'")
+    return value
+
+
+def _axis_address(value: Any) -> Any:
+    """``[device, axis]``: Zaber device address 1-99 and axis number 1-9."""
+    if isinstance(value, list | tuple) and len(value) == 2 and all(type(v) is int for v in value):
+        device, axis = value
+        if not (1 <= device <= 99 and 1 <= axis <= 9):
+            raise ValueError(f"must be [device 1-99, axis 1-9], got {list(value)}")
+    return value
+
+
+AxisAddress = Annotated[tuple[StrictInt, StrictInt], BeforeValidator(_axis_address)]
+Limits = tuple[StrictFloat, StrictFloat]
+
+
+def _limits(value: Limits | None, key: str) -> Limits | None:
+    if value is not None and not value[0] < value[1]:
+        raise ValueError(f"{key} must be [low, high] with low < high, got {list(value)}")
+    return value
+
+
+class SimStageDevice(BaseModel):
+    """``[devices.stage] kind = "sim"``: the simulated stage, with ``[beamline]``'s limits and
+    kinematics."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    kind: Literal["sim"]
+    """``sim``."""
+
+    def describe(self) -> str:
+        return "simulated X/Y fly-scan stage"
+
+
+class ZaberStageDevice(BaseModel):
+    """``[devices.stage] kind = "zaber"``: an X/Y stage on Zaber controllers over a serial line
+    (:class:`~dwellwise.drivers.zaber.ZaberStage`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    kind: Literal["zaber"]
+    """``zaber``."""
+    port: StrictStr = Field(min_length=1, max_length=4096)
+    """Serial port of the daisy chain, e.g. ``/dev/ttyUSB0`` or ``/dev/serial/by-id/...``."""
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200] = 115200
+    """Baud rate the controllers are set to (Zaber's default is 115200)."""
+    x_axis: AxisAddress = (1, 1)
+    """``[device, axis]`` of the X axis on the chain."""
+    y_axis: AxisAddress = (2, 1)
+    """``[device, axis]`` of the Y axis on the chain."""
+    microstep_mm: StrictFloat | tuple[StrictFloat, StrictFloat] | None = None
+    """Microstep length, mm: one value or ``[x, y]`` (default 0.49609375e-3, Zaber X-LSQ)."""
+    offset_mm: tuple[StrictFloat, StrictFloat] = (10.0, 10.0)
+    """Device position (mm from home) of stage coordinate 0, ``[x, y]``."""
+    limits_x: Limits | None = None
+    """Soft limits of X ``[low, high]`` in stage mm, within the devices' own travel (default:
+    the devices' ``limit.min``/``limit.max``)."""
+    limits_y: Limits | None = None
+    """Soft limits of Y ``[low, high]`` in stage mm (default: the devices' travel)."""
+    v_max: StrictFloat | None = Field(default=None, gt=0, le=10_000, allow_inf_nan=False)
+    """Top speed written to both axes, mm/s (default: keep what the devices have)."""
+    a_max: StrictFloat | None = Field(default=None, gt=0, le=1e6, allow_inf_nan=False)
+    """Acceleration written to both axes, mm/s² (default: keep what the devices have)."""
+    settle_s: StrictFloat = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
+    """Extra settling after each row step, s."""
+    timeout_s: StrictFloat = Field(default=0.5, gt=0, le=60, allow_inf_nan=False)
+    """Longest wait for one reply, s (then the port is reopened and the command resent)."""
+    retries: StrictInt = Field(default=2, ge=0, le=10)
+    """Resends of a command that got no reply or a garbled one."""
+    move_timeout_s: StrictFloat = Field(default=120.0, gt=0, le=3600, allow_inf_nan=False)
+    """Longest a move or homing may take, s."""
+    home: StrictBool = False
+    """Home the axes when the daemon opens the stage and they have no reference position
+    (otherwise ``dwellwise check-hardware --home`` does it)."""
+    max_segments: StrictInt = Field(default=64, ge=1, le=1000)
+    """Most stream segments per fly row (each costs two queued stream actions)."""
+    clock_speedup: StrictFloat = Field(default=1.0, gt=0, le=1e4, allow_inf_nan=False)
+    """Instrument seconds per wall second: 1 for a real stage; more only for the dwellwise
+    emulator running that much faster than real time."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ZaberStageDevice:
+        if tuple(self.x_axis) == tuple(self.y_axis):
+            raise ValueError(f"x_axis and y_axis must differ, both are {list(self.x_axis)}")
+        _limits(self.limits_x, "limits_x")
+        _limits(self.limits_y, "limits_y")
+        steps = self.microstep_mm
+        for value in steps if isinstance(steps, tuple) else (steps,):
+            if value is not None and not value > 0:
+                raise ValueError(f"microstep_mm must be > 0 mm, got {value}")
+        return self
+
+    def describe(self) -> str:
+        return (
+            f"Zaber X/Y stage on {self.port} (x device {self.x_axis[0]} axis {self.x_axis[1]}, "
+            f"y device {self.y_axis[0]} axis {self.y_axis[1]})"
+        )
+
+
+class SimSddDevice(BaseModel):
+    """``[devices.sdd] kind = "sim"``: the simulated detector (it reads the request's scene)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    kind: Literal["sim"]
+    """``sim``."""
+
+    def describe(self) -> str:
+        return "simulated silicon drift detector"
+
+
+class EpicsMcaDevice(BaseModel):
+    """``[devices.sdd] kind = "epics-mca"``: an SDD behind the standard EPICS MCA record
+    (:class:`~dwellwise.drivers.epics.EpicsSDD`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    kind: Literal["epics-mca"]
+    """``epics-mca``."""
+    prefix: Annotated[StrictStr, BeforeValidator(_pv_name)] = Field(min_length=1, max_length=200)
+    """The MCA record's name, e.g. ``XRF:mca1`` (its fields are ``XRF:mca1.VAL`` ...)."""
+    elements: list[Annotated[StrictStr, BeforeValidator(_element)]] = Field(
+        min_length=1, max_length=64
+    )
+    """Element channels to record, in order, e.g. ``["Ca_K", "Fe_K", "Pb_L"]``; each gets an
+    ROI (the record's first 32 are programmed on the IOC too)."""
+    timeout_s: StrictFloat = Field(default=2.0, gt=0, le=60, allow_inf_nan=False)
+    """Longest wait for a Channel Access connection, read or write, s."""
+    acquisition_margin_s: StrictFloat = Field(default=1.0, gt=0, le=600, allow_inf_nan=False)
+    """How long after its preset an acquisition may end before it counts as stalled, s."""
+    poll_s: StrictFloat = Field(default=0.002, gt=0, le=1, allow_inf_nan=False)
+    """Seconds between polls of the acquiring flag (``.ACQG``)."""
+    ca_addr_list: list[Annotated[StrictStr, Field(min_length=1)]] | None = None
+    """Channel Access servers to search (``host`` or ``host:port``); set, they become
+    ``EPICS_CA_ADDR_LIST`` (and ``EPICS_CA_AUTO_ADDR_LIST=NO``) for the daemon; left out, the
+    environment decides."""
+
+    @model_validator(mode="after")
+    def _check(self) -> EpicsMcaDevice:
+        if len(set(self.elements)) != len(self.elements):
+            raise ValueError(f"elements must be unique, got {self.elements}")
+        from dwellwise.simulators.lines import line_group
+
+        for el in self.elements:
+            try:
+                line_group(el)
+            except ValueError as exc:
+                raise ValueError(f"elements: {exc}") from None
+        return self
+
+    def describe(self) -> str:
+        return f"EPICS MCA record {self.prefix} ({', '.join(self.elements)})"
+
+
+StageDevice = Annotated[SimStageDevice | ZaberStageDevice, Discriminator("kind")]
+SddDevice = Annotated[SimSddDevice | EpicsMcaDevice, Discriminator("kind")]
+
+
+class DevicesSection(BaseModel):
+    """``[devices]``: which devices are real (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    stage: StageDevice = Field(default_factory=lambda: SimStageDevice(kind="sim"))
+    """``[devices.stage]``: ``kind = "sim"`` (default) or ``"zaber"``."""
+    sdd: SddDevice = Field(default_factory=lambda: SimSddDevice(kind="sim"))
+    """``[devices.sdd]``: ``kind = "sim"`` (default) or ``"epics-mca"``."""
+
+    @property
+    def hardware(self) -> bool:
+        """Whether any device is real (the daemon then owns the devices, not each job)."""
+        return self.stage.kind != "sim" or self.sdd.kind != "sim"
+
+    @property
+    def speedup(self) -> float:
+        """Instrument seconds per wall second of a beamline with real devices."""
+        return self.stage.clock_speedup if isinstance(self.stage, ZaberStageDevice) else 1.0
 
 
 class ClientEntry(BaseModel):
@@ -243,6 +457,20 @@ class DaemonConfig(BaseModel):
     """CURVE keys and the allow-list of clients with their roles."""
     defaults: ScanDefaults = Field(default_factory=ScanDefaults)
     """Defaults of scan requests."""
+    devices: DevicesSection = Field(default_factory=DevicesSection)
+    """Which devices are real: ``[devices.stage]``, ``[devices.sdd]``."""
+
+    @model_validator(mode="after")
+    def _check_devices(self) -> DaemonConfig:
+        stage = self.devices.stage
+        if stage.kind != "sim":
+            for key in SIM_STAGE_KEYS:
+                if key in self.beamline.model_fields_set:
+                    raise ValueError(
+                        f"beamline.{key} sets the simulated stage, but devices.stage.kind is "
+                        f"{stage.kind!r}: put {key} under [devices.stage] (or remove it)"
+                    )
+        return self
 
     def with_overrides(self, **daemon_fields: Any) -> DaemonConfig:
         """A copy with ``[daemon]`` keys replaced (command-line flags); ``None`` keeps a key."""
@@ -286,11 +514,30 @@ def load_config(path: str | Path | None) -> DaemonConfig:
 def _config_errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"{loc}: unknown key")
+        path = [str(p) for p in err["loc"]]
+        if len(path) >= 3 and path[0] == "devices" and path[2] in DEVICE_KINDS.get(path[1], ()):
+            kind = path.pop(2)  # pydantic names the union member; the key is what a person edits
         else:
-            parts.append(
-                f"{loc}: {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
-            )
+            kind = None
+        loc = ".".join(path) or "(top level)"
+        kinds = " | ".join(f'"{k}"' for k in DEVICE_KINDS.get(path[1], ())) if len(path) > 1 else ""
+        if err["type"] == "extra_forbidden":
+            parts.append(f"{loc}: unknown key" + (f" for kind {kind!r}" if kind else ""))
+        elif err["type"] == "missing":
+            need = f" (kind {kind!r} needs it)" if kind else ""
+            parts.append(f"{loc}: missing{need}")
+        elif err["type"] == "union_tag_invalid":
+            got = (err.get("ctx") or {}).get("tag", err.get("input"))
+            parts.append(f"{loc}.kind: unknown kind {got!r}; allowed: {kinds}")
+        elif err["type"] == "union_tag_not_found":
+            parts.append(f"{loc}.kind: missing; allowed: {kinds}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            got = err.get("input")
+            if not path:
+                parts.append(msg)
+            elif isinstance(got, dict) or repr(got) in msg:
+                parts.append(f"{loc}: {msg}")
+            else:
+                parts.append(f"{loc}: {msg} (got {got!r})")
     return "; ".join(parts)

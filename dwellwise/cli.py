@@ -11,6 +11,7 @@ from pathlib import Path
 from dwellwise.analyze_cli import add_analyze_parser, cmd_analyze
 from dwellwise.cliargs import UsageError, duration_arg, positive_float_arg, shape_arg
 from dwellwise.daemon.cli import add_daemon_parsers, cmd_console, cmd_keygen, cmd_serve
+from dwellwise.hardware_cli import add_check_hardware_parser, cmd_check_hardware
 from dwellwise.scan_cli import add_scan_parser, cmd_scan
 from dwellwise.train_cli import add_train_parser, cmd_train
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_daemon_parsers(sub)
     add_train_parser(sub)
     add_analyze_parser(sub)
+    add_check_hardware_parser(sub)
     demo = sub.add_parser(
         "demo", help="run the daemon in-process, scan a painting adaptively, write files + PNGs"
     )
@@ -157,6 +159,7 @@ COMMANDS = {
     "keygen": cmd_keygen,
     "train": cmd_train,
     "analyze": cmd_analyze,
+    "check-hardware": cmd_check_hardware,
 }
 
 
