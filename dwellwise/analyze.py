@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -103,7 +103,6 @@ class _Product:
     names: tuple[str, ...]
     buffer: str = ""
     """Path of its dataset under ``PARTIAL``."""
-    extra: dict = field(default_factory=dict)
 
 
 def analyze_cube(
@@ -136,37 +135,24 @@ def analyze_cube(
     png_path = _check_png_dir(png_dir)
     notes: list[str] = []
     try:
-        maps, linear, pigments = _load_models(names, explicit, device, cube, notes)
+        maps, wants_linear, pigments = _load_models(names, explicit, device, cube, notes)
     except MissingWeights as exc:
         raise AnalysisError(str(exc)) from None
     except ValueError as exc:  # an unknown device, a calibration the model cannot use
         raise AnalysisError(str(exc)) from None
-    try:
-        f = h5py.File(path, "r+")
-    except OSError as exc:
-        raise AnalysisError(
-            f"{path}: cannot open the file for writing ({exc}); is a scan still writing it?"
-        ) from None
-    with f:
-        try:
-            h, w = cube.shape
-            passes = 2 if linear is not None else 1
-            done = [0]
+    h = cube.shape[0]
+    total_rows = (2 if wants_linear else 1) * h
+    done = [0]
 
-            def tick(rows: int) -> None:
-                done[0] += rows
-                if progress is not None:
-                    progress(done[0], passes * h)
+    def tick(rows: int) -> None:
+        done[0] += rows
+        if progress is not None:
+            progress(done[0], total_rows)
 
-            if linear is not None:
-                linear = _adapt_linear_fit(f, cube, chunk_pixels, device, tick)
-            products = _products(maps, linear, pigments)
-            _compute(f, cube, products, chunk_pixels, tick)
-            _commit(f, products)
-        except BaseException:
-            if PARTIAL in f:
-                del f[PARTIAL]
-            raise
+    linear = _adapt_linear_fit(path, cube, chunk_pixels, device, tick) if wants_linear else None
+    products = _products(maps, linear, pigments)
+    _compute(path, cube, products, chunk_pixels, tick)
+    _commit(path, products)
     pngs: list[Path] = []
     if png_path is not None:
         try:
@@ -324,19 +310,42 @@ def _check_overlap(predictor, cube: _Cube) -> None:
         )
 
 
-def _adapt_linear_fit(f: h5py.File, cube: _Cube, chunk_pixels: int, device: str, tick):
-    """The linear fit for this cube: families found in its sum spectrum (one pass)."""
+def _adapt_linear_fit(path: Path, cube: _Cube, chunk_pixels: int, device: str, tick):
+    """The linear fit for this cube: families found in its sum spectrum (one read-only pass)."""
     from dwellwise.models.linear_fit import LinearFit
 
-    counts = f["entry/data/counts"]
     total = np.zeros(cube.axis.channels)
-    for r0, r1 in _row_blocks(cube.shape, chunk_pixels):
-        total += counts[r0:r1].sum(axis=(0, 1), dtype=np.float64)
-        tick(r1 - r0)
+    with _open_read(path) as f:
+        counts = f["entry/data/counts"]
+        for r0, r1 in _row_blocks(cube.shape, chunk_pixels):
+            total += counts[r0:r1].sum(axis=(0, 1), dtype=np.float64)
+            tick(r1 - r0)
     try:
         return LinearFit.for_spectrum(total, cube.axis, device=device)
     except ValueError as exc:
         raise AnalysisError(f"the linear fit cannot use this cube: {exc}") from None
+
+
+def _open_read(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r", swmr=True)
+    except OSError:
+        try:
+            return h5py.File(path, "r")
+        except OSError as exc:
+            raise AnalysisError(f"{path}: cannot read the HDF5 file ({exc})") from None
+
+
+def _open_write(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r+", libver="latest")
+    except OSError as exc:
+        raise AnalysisError(
+            f"{path}: cannot open the file for writing ({exc}). Another process may be writing "
+            "it (a scan or an analysis), or one was killed while writing it: then HDF5 keeps "
+            "it marked open until the mark is cleared (`h5clear -m FILE`, or resuming the scan "
+            "through the daemon); its data is intact and readable meanwhile"
+        ) from None
 
 
 def _products(maps, linear, pigments) -> list[_Product]:
@@ -359,21 +368,41 @@ def _row_blocks(shape: tuple[int, int], chunk_pixels: int):
         yield r0, min(h, r0 + rows)
 
 
-def _compute(f: h5py.File, cube: _Cube, products: list[_Product], chunk_pixels: int, tick) -> None:
+def _compute(path: Path, cube: _Cube, products: list[_Product], chunk_pixels: int, tick) -> None:
+    """Run every model over the cube into datasets under :data:`PARTIAL`.
+
+    The datasets are created first and the file switched to SWMR mode, so that until the
+    end HDF5 only adds chunks, in an order that keeps the file consistent: a process killed
+    here leaves every earlier object (the measured data, the previous results) readable."""
+    try:
+        with _open_write(path) as f:
+            if PARTIAL in f:  # left by a killed run: nothing under it is a result
+                del f[PARTIAL]
+            partial = f.create_group(PARTIAL)
+            h, w = cube.shape
+            for p in products:
+                p.buffer = f"/{PARTIAL}/{p.key}"
+                partial.create_dataset(
+                    p.key,
+                    shape=(len(p.names), h, w),
+                    dtype=np.float32,
+                    chunks=(1, min(h, max(1, chunk_pixels // w)), w),
+                )
+            f.flush()
+            try:
+                f.swmr_mode = True
+            except (ValueError, RuntimeError, OSError):
+                pass  # a file in an older HDF5 format: written without SWMR
+            _run_models(f, cube, products, chunk_pixels, tick)
+    except BaseException:
+        _remove_partial(path)
+        raise
+
+
+def _run_models(f: h5py.File, cube: _Cube, products: list[_Product], chunk_pixels: int, tick):
     from dwellwise.models.calibration import resample_counts
 
-    if PARTIAL in f:  # left by a crash: nothing under it is a result
-        del f[PARTIAL]
-    partial = f.create_group(PARTIAL)
-    h, w = cube.shape
-    for p in products:
-        p.buffer = f"/{PARTIAL}/{p.key}"
-        partial.create_dataset(
-            p.key,
-            shape=(len(p.names), h, w),
-            dtype=np.float32,
-            chunks=(1, min(h, max(1, chunk_pixels // w)), w),
-        )
+    w = cube.shape[1]
     counts = f["entry/data/counts"]
     live_ds = f["entry/data/live_time"]
     for r0, r1 in _row_blocks(cube.shape, chunk_pixels):
@@ -391,12 +420,34 @@ def _compute(f: h5py.File, cube: _Cube, products: list[_Product], chunk_pixels: 
                     f"{(n, len(p.names))}"
                 )
             f[p.buffer][:, r0:r1, :] = out.T.reshape(len(p.names), r1 - r0, w)
+        f.flush()
         del block, spectra
         tick(r1 - r0)
 
 
-def _commit(f: h5py.File, products: list[_Product]) -> None:
-    """Give the finished results their final names (old ones removed first)."""
+def _remove_partial(path: Path) -> None:
+    """Remove :data:`PARTIAL` after a failure, in a session of its own (SWMR mode cannot
+    delete); if even that fails, the next run removes it."""
+    try:
+        with h5py.File(path, "r+", libver="latest") as f:
+            if PARTIAL in f:
+                del f[PARTIAL]
+    except Exception:  # the failure that brought us here is the one to report
+        pass
+
+
+def _commit(path: Path, products: list[_Product]) -> None:
+    """Give the finished results their final names: old ones removed, then new ones moved in
+    (names before data, groups whole), all in one short session."""
+    try:
+        with _open_write(path) as f:
+            _swap(f, products)
+    except BaseException:
+        _remove_partial(path)
+        raise
+
+
+def _swap(f: h5py.File, products: list[_Product]) -> None:
     from dwellwise.models.linear_fit import LinearFit, overlaps
 
     created = datetime.now(UTC).isoformat(timespec="seconds")
@@ -433,7 +484,6 @@ def _commit(f: h5py.File, products: list[_Product]) -> None:
             staged.append((g.name, "/" + LINEAR_FIT))
         else:
             f[p.buffer].attrs.update(attrs, units="counts/s")
-
             f[PARTIAL].create_dataset("xrf_fit_name", data=_names(p.names))
             staged.append((f"/{PARTIAL}/xrf_fit_name", "/" + XRF_FIT_NAME))
             staged.append((p.buffer, "/" + XRF_FIT))

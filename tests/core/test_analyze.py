@@ -290,3 +290,65 @@ def test_cli_exit_codes_and_messages(cube, tmp_path, capsys, monkeypatch):
     assert main(["analyze", str(cube), "--device", "tpu9"]) == 2
     assert "unknown device" in capsys.readouterr().err
     assert _digest(cube) == digest
+
+
+KILLED_RUN = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from dwellwise.models import registry
+from dwellwise.simulators.energy import EnergyAxis
+
+class Slow:
+    kind, label, names, axis = "maps", "slow net", ("Fe_K",), EnergyAxis()
+    calls = 0
+    def predict(self, counts, live_time):
+        Slow.calls += 1
+        if Slow.calls == 2:  # part-way: tell the test, then wait to be killed
+            Path(sys.argv[2]).write_text("busy")
+            time.sleep(120)
+        return np.zeros((counts.shape[0], 1), np.float32)
+
+registry._load_network = lambda kind, device: Slow() if kind == "maps" else None
+from dwellwise.analyze import analyze_cube
+analyze_cube(sys.argv[1], models=["maps"], chunk_pixels=40, device="cpu")
+"""
+
+
+def test_an_analysis_killed_part_way_leaves_data_and_old_results(cube, tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dwellwise.daemon.build import clear_write_flags
+
+    _install(monkeypatch)
+    analyze_cube(cube, models=["linear"])
+    with h5py.File(cube, "r") as f:
+        counts = f["entry/data/counts"][()]
+        before = f["xrfmap/detsum/xrf_fit"][()]
+    marker = tmp_path / "busy"
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_RUN)
+    proc = subprocess.Popen([sys.executable, str(script), str(cube), str(marker)])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, "the analysis ended before it was killed"
+            assert time.monotonic() < deadline, "the analysis never got part-way"
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with h5py.File(cube, "r", swmr=True) as f:  # readable, measured data and old maps intact
+        np.testing.assert_array_equal(f["entry/data/counts"][()], counts)
+        np.testing.assert_array_equal(f["xrfmap/detsum/xrf_fit"][()], before)
+    with pytest.raises(AnalysisError, match="h5clear"):  # still marked open by the dead writer
+        analyze_cube(cube, models=["linear"])
+    assert clear_write_flags(cube)  # what h5clear -m does
+    analyze_cube(cube, models=["linear"])
+    with h5py.File(cube, "r") as f:
+        np.testing.assert_array_equal(f["xrfmap/detsum/xrf_fit"][()], before)
+        assert "entry/analysis/.partial" not in f
