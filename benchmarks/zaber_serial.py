@@ -159,7 +159,7 @@ def main(quick: bool = False) -> int:
          "added by merging s", "software ms/row (wall)", "max timing deviation ms"],
         [
             [r["width"], r["kind"], ms, r["commands"], r["segments"], r["queued_first"], f"{r['planned_s']:.4f}",
-             f"{r['measured_s']:.4f}", f"{r['added_s']:.4f}", f"{r['software_ms']:.1f}", f"{r['deviation_ms']:.2f}"]
+             f"{r['measured_s']:.4f}", f"{max(r['added_s'], 0.0):.4f}", f"{r['software_ms']:.1f}", f"{r['deviation_ms']:.2f}"]
             for ms, group in ((64, rows), (16, rows16))
             for r in group
         ],

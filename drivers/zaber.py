@@ -9,13 +9,19 @@ Coordinates are stage mm: ``device position (mm from home) = stage position + of
 ``stage.x`` and ``stage.y`` are Ophyd positioners (``move abs``, readback from ``get pos``), so
 Bluesky's step plans work too. ``stage.set(FlyRow)`` flies a row as one live stream on the x
 device (:mod:`~dwellwise.drivers.zaber_rows`): the approach at full speed, a ``wait`` until the
-y step (a ``move abs`` on the y device, started first) is done, then the row's segments, each
-under its own ``stream N set maxspeed``, all queued while the stream is corked and released at
-once. While the row flies the host reads the x position a few times; the completion alert ends
-it. Each pixel's real time comes from the planned edge times mapped onto those measured instants
-and goes to the row listeners as :class:`~dwellwise.drivers.fly.RowGates`: ``row_started`` with
-the planned times when the motion is released, ``row_finished`` with the measured times at the
-end, ``row_aborted`` if the row does not complete — as the simulated stage does.
+y step (a ``move abs`` on the y device, sent first) is done, then the row's segments, each under
+its own ``stream N set maxspeed``. The start is queued while the stream is corked and released
+at once; once the time a command takes is known, only the segments the stage reaches before the
+rest could be sent go first and the rest follow while it moves, always ahead of its braking
+distance (so the stage never has to slow down for them). Commands are pipelined with message ids
+(:class:`~dwellwise.drivers.zaber_link.ZaberLink`). While the row flies the host reads the x
+position a few times; the completion alert ends it. Each pixel's real time is the planned one
+unless those measurements (release, samples, end) disagree with the plan by more than the host's
+timing noise, in which case the plan is stretched through them; it goes to the row listeners as
+:class:`~dwellwise.drivers.fly.RowGates`: ``row_started`` with the planned times when the motion
+is released, ``row_finished`` with the measured times at the end, ``row_aborted`` if the row does
+not complete — as the simulated stage does. :attr:`ZaberStage.rows_log` records what each row
+cost (commands, segments, planned and measured time).
 
 Deadlines, stop, pause and resume behave as in :class:`~dwellwise.drivers.sim_stage.SimStage`.
 Faults raise :class:`~dwellwise.drivers.zaber_protocol.ZaberFault` subclasses that name the

@@ -166,7 +166,7 @@ def plan_row(
         edges_mm=edges,
         edge_s=edge_s,
         duration_s=float(prof.duration_s[0]),
-        added_s=float(prof.duration_s[0] - base.duration_s[0]),
+        added_s=max(0.0, float(prof.duration_s[0] - base.duration_s[0])),  # ≥ 0 but for rounding
     )
 
 
