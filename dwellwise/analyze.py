@@ -525,6 +525,7 @@ def _save_pngs(path: Path, png_dir: Path, products: list[_Product]) -> list[Path
                         png_dir / f"{path.stem}_elements.png",
                         title=f"{path.stem}: element maps ({p.predictor.label})",
                         unit="counts/s",
+                        clip_percentile=99.5,
                     )
                 )
             elif p.key == "linear_fit":
@@ -535,6 +536,7 @@ def _save_pngs(path: Path, png_dir: Path, products: list[_Product]) -> list[Path
                         png_dir / f"{path.stem}_linear_fit.png",
                         title=f"{path.stem}: element maps (linear fit baseline)",
                         unit="counts/s",
+                        clip_percentile=99.5,
                     )
                 )
             else:

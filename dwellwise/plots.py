@@ -19,8 +19,11 @@ def save_element_maps(
     *,
     title: str = "",
     unit: str = "counts",
+    clip_percentile: float | None = None,
 ) -> Path:
-    """Save ``(C, H, W)`` maps as a grid of images with colour bars, one per element."""
+    """Save ``(C, H, W)`` maps as a grid of images with colour bars, one per element;
+    ``clip_percentile`` (e.g. 99.5) tops each colour scale there, so that a few hot pixels do
+    not darken the rest of the map."""
     n = len(names)
     cols = min(n, 6)
     rows = int(np.ceil(n / cols))
@@ -28,7 +31,12 @@ def save_element_maps(
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     for ax, m, name in zip(axes.ravel(), maps, names, strict=False):
-        im = ax.imshow(m, cmap="inferno", interpolation="nearest")
+        vmax = None
+        if clip_percentile is not None and np.any(m > 0):
+            vmax = max(float(np.percentile(m, clip_percentile)), float(m.max()) * 1e-3)
+        im = ax.imshow(
+            m, cmap="inferno", interpolation="nearest", vmin=0 if vmax else None, vmax=vmax
+        )
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
