@@ -447,6 +447,11 @@ class ZaberStage(Device):
         if listener not in self._listeners:
             self._listeners.append(listener)
 
+    def unsubscribe_rows(self, listener: RowListener) -> None:
+        """Stop gating ``listener`` (a detector that is done; unknown listeners are ignored)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def forget_rows(self, keys: Iterable[tuple[int, int]] | None = None) -> None:
         """Forget which (pass, row) were flown (a new scan starts; ``None`` forgets all)."""
         if keys is None:
@@ -759,6 +764,7 @@ class ZaberStage(Device):
             planned_dwell=row.dwell,
             started=started,
             finished=t_go + planned_total,
+            reverse=row.reverse,
         )
         for listener in self._listeners:
             listener.row_started(gates)
@@ -800,6 +806,7 @@ class ZaberStage(Device):
             planned_dwell=row.dwell,
             started=started,
             finished=t_end,
+            reverse=row.reverse,
         )
         return measured, plan, planned_total, t_go, deviation, n_first
 

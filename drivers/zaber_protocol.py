@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from dwellwise.drivers.faults import DeviceFault
+
 __all__ = [
     "ACCEL_DATA_PER_USTEP_S2",
     "SPEED_DATA_PER_USTEP_S",
@@ -80,18 +82,18 @@ class ZaberParseError(ValueError):
         super().__init__(f"not a Zaber ASCII message ({problem}): {line!r}")
 
 
-class ZaberFault(RuntimeError):
-    """Something went wrong with a Zaber device; the message names it, the cause and the fix."""
+class ZaberFault(DeviceFault):
+    """Something went wrong with a Zaber device; the message names it, the cause and the fix.
+
+    As a :class:`~dwellwise.drivers.faults.DeviceFault`: ``device`` is the stage's name and
+    ``part`` the axis (``where = "stage x (device 1 axis 1)"`` gives ``stage`` and ``x (device 1
+    axis 1)``); a ``where`` that names no axis (``serial port /dev/ttyUSB0``) is the device."""
 
     def __init__(
         self, where: str, cause: str, advice: str = "", *, position_mm: float | None = None
     ) -> None:
         self.where = where
         """Which device and axis, e.g. ``stage x (device 1 axis 1)``."""
-        self.cause = cause
-        """What happened."""
-        self.advice = advice
-        """What a person should do about it."""
         self.position_mm = position_mm
         """Where the axis was when it happened, mm (stage coordinates), if known."""
         text = f"{where}: {cause}"
@@ -99,7 +101,12 @@ class ZaberFault(RuntimeError):
             text += f" at {position_mm:.4g} mm"
         if advice:
             text += f"; {advice}"
-        super().__init__(text)
+        m = _AXIS_WHERE.fullmatch(where)
+        device, part = (m["device"], m["part"]) if m else (where, "")
+        super().__init__(text, device=device, part=part, cause=cause, advice=advice)
+
+
+_AXIS_WHERE = re.compile(r"(?P<device>\S+) (?P<part>\S+ \(device \d+ axis \d+\))")
 
 
 class ZaberPortError(ZaberFault):
