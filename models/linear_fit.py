@@ -74,8 +74,11 @@ EXCLUDED_Z = frozenset({36, 54, 61, 84, 85, 86, 87, 88, 89, 91})
 amount a detector sees), and the short-lived radioactive Pm, Po, At, Rn, Fr, Ra, Ac, Pa."""
 MAX_ITERATIONS_PER_COLUMN = 3
 """The active-set loop stops after this many iterations per fitted column at the latest."""
-CPU_THREADS: int | None = None
-"""Default torch CPU threads of a fit (None: torch's setting)."""
+CPU_THREADS: int | None = 1
+"""Default torch CPU threads of a fit (None: torch's setting). One thread already fits ~6-10x
+faster than PyMca's FastXRFLinearFit; more threads gain ~1.5x on an idle machine (2 of 16
+cores) but collapse (5-10x slower) when other processes share the cores, as on a daemon host
+(``benchmarks/RESULTS.md``, analysis-speed)."""
 WARM_ITERATIONS = 8
 """Projected-gradient steps that guess each row's support before the exact active-set loop."""
 PROJECT_BLOCK_ROWS = 512
