@@ -6,6 +6,12 @@ that cannot run is refused before it is queued), and resuming an interrupted job
 with the same request and cube file (``resume=True``): the plan then goes on from the first row the
 file does not hold (:func:`~dwellwise.planners.plans.resume_scan`).
 
+Without real devices every job gets its own simulated beamline (the request's scene, speedup and
+seed). With real devices (:class:`~dwellwise.daemon.devices.Devices`, from ``[devices]``) the job
+runs the same plans on the daemon's devices; a simulated detector beside a real stage is made per
+job from the request's scene. Request fields that mean nothing on the configured devices are
+refused when a client sets them (:func:`check_request`) and left out of the job record.
+
 A daemon killed with ``kill -9`` leaves its cube file with the HDF5 superblock's "open for
 (SWMR) write" flags set; HDF5 then refuses to open it for writing ("may use h5clear"), although
 every flushed row is intact and a SWMR reader reads it. :func:`check_resumable` clears those flags
@@ -24,8 +30,10 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+from dwellwise.daemon.devices import Devices, DevicesUnavailable
 from dwellwise.daemon.protocol import ScanRequest
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,8 @@ class PreparedScan:
     """Instrument-time budget, seconds."""
     resumed: ResumePoint | None = None
     """Where a resumed job goes on (``None``: a new scan)."""
+    not_applicable: tuple[str, ...] = ()
+    """Request fields that mean nothing on the devices it runs on (left out of the job record)."""
 
 
 @dataclass(frozen=True)
@@ -92,68 +102,61 @@ def build_scan(
     resume: bool = False,
     cube_file: str | Path | None = None,
     stage_options: dict[str, Any] | None = None,
+    devices: Devices | None = None,
 ) -> PreparedScan:
-    """Build the simulated beamline and the plan of ``request``; :class:`BuildError` if the
-    request cannot run (the planners' :class:`~dwellwise.planners.ScanRefused` message kept).
+    """Build the beamline and the plan of ``request``; :class:`BuildError` if the request cannot
+    run (the planners' :class:`~dwellwise.planners.ScanRefused` message kept).
 
-    ``resume=True`` (with the interrupted job's ``job_id``; ``cube_file`` defaults to the one a
-    new scan of that job would write): the plan goes on with the scan in ``cube_file`` from its
-    first incomplete row, counting the budget already spent (:func:`check_resumable` first)."""
+    ``devices``: the daemon's real devices (``None``: a simulated beamline of the request's
+    scene, with ``stage_options`` for its stage). ``resume=True`` (with the interrupted job's
+    ``job_id``; ``cube_file`` defaults to the one a new scan of that job would write): the plan
+    goes on with the scan in ``cube_file`` from its first incomplete row, counting the budget
+    already spent (:func:`check_resumable` first)."""
     from dwellwise.drivers.sim import sim_beamline
-    from dwellwise.planners import ScanRefused, adaptive_scan, budget_raster_scan
-    from dwellwise.planners.plans import resume_scan
-    from dwellwise.simulators.scenes import scene_names
 
     if resume and job_id is None:
         raise ValueError("resuming needs the interrupted job's id")
     job_id = job_id or new_job_id()
-    if request.scene not in scene_names() and not allow_scene_files:
-        raise BuildError(
-            f"unknown scene {request.scene!r}; scenes: {', '.join(scene_names())} "
-            "(image files only when the daemon's config sets beamline.allow_scene_files)"
-        )
+    simulated_sdd = devices is None or not devices.real_sdd
+    if simulated_sdd:
+        _check_scene(request.scene, allow_scene_files)
     if cube_file is None:
         cube_file = Path(data_dir).resolve() / f"{job_id}.h5"
     cube_file = Path(cube_file).resolve()
+    if devices is not None:
+        try:
+            devices.open()
+        except DevicesUnavailable as exc:
+            raise BuildError(f"the devices are not available: {exc}") from None
     point = check_resumable(cube_file) if resume else None
-    try:
-        bl = sim_beamline(
-            request.scene,
-            shape=tuple(request.shape),
-            pixel_size=request.pixel_size,
-            speedup=request.speedup,
-            seed=request.seed,
-            **(stage_options or {}),
-        )
-    except (ValueError, OSError) as exc:
-        raise BuildError(f"cannot build the simulated beamline: {exc}") from None
-    bl.sdd.file_path = str(cube_file)
-    md = {"job_id": job_id, "daemon": "dwellwise", "scene": request.scene, "mode": request.mode}
-    common = dict(shape=tuple(request.shape), pixel_size=request.pixel_size, budget=request.budget)
-    try:
-        if point is not None:
-            _fresh_counting_noise(bl.sdd, request.seed, point)
-            plan = resume_scan(bl.stage, bl.sdd, cube_file=cube_file, md=md)
-            passes = 1 if request.mode == "raster" else request.passes
-        elif request.mode == "raster":
-            plan = budget_raster_scan(bl.stage, bl.sdd, md=md, **common)
-            passes = 1
-        else:
-            plan = adaptive_scan(
-                bl.stage,
-                bl.sdd,
-                t0=request.t0,
-                policy=request.policy,
-                passes=request.passes,
-                weights=request.weights,
-                md=md,
-                **common,
+    md: dict[str, Any] = {"job_id": job_id, "daemon": "dwellwise", "mode": request.mode}
+    if simulated_sdd:
+        md["scene"] = request.scene
+    job_sdd = None
+    if devices is None:
+        try:
+            bl = sim_beamline(
+                request.scene,
+                shape=tuple(request.shape),
+                pixel_size=request.pixel_size,
+                speedup=request.speedup,
+                seed=request.seed,
+                **(stage_options or {}),
             )
-            passes = request.passes
-    except ScanRefused as exc:
-        raise BuildError(str(exc)) from None
-    except ValueError as exc:  # anything else the planners refuse
-        raise BuildError(f"scan refused: {exc}") from None
+        except (ValueError, OSError) as exc:
+            raise BuildError(f"cannot build the simulated beamline: {exc}") from None
+        bl.sdd.file_path = str(cube_file)
+    else:
+        md["devices"] = devices.describe()
+        sdd = devices.sdd
+        if sdd is None:
+            job_sdd = sdd = _job_sdd(request, devices.stage)
+        bl = SimpleNamespace(stage=devices.stage, sdd=sdd, clock=devices.stage.clock)
+    if point is not None:
+        _fresh_counting_noise(bl.sdd, request.seed, point)
+    plan, passes = _plan(request, bl.stage, bl.sdd, md, cube_file if point is not None else None)
+    if devices is not None:
+        plan = _on_shared_devices(plan, bl.stage, bl.sdd, cube_file, job_sdd)
     return PreparedScan(
         job_id=job_id,
         request=request,
@@ -163,7 +166,107 @@ def build_scan(
         passes=passes,
         budget_s=float(request.budget),
         resumed=point,
+        not_applicable=not_applicable(devices),
     )
+
+
+def _check_scene(scene: str, allow_scene_files: bool) -> None:
+    from dwellwise.simulators.scenes import scene_names
+
+    if scene not in scene_names() and not allow_scene_files:
+        raise BuildError(
+            f"unknown scene {scene!r}; scenes: {', '.join(scene_names())} "
+            "(image files only when the daemon's config sets beamline.allow_scene_files)"
+        )
+
+
+def _plan(request: ScanRequest, stage: Any, sdd: Any, md: dict, resume_from: Path | None):
+    """The Bluesky plan of ``request`` on ``stage`` and ``sdd`` and the passes it plans
+    (``resume_from``: the cube file of an interrupted scan to go on with)."""
+    from dwellwise.planners import ScanRefused, adaptive_scan, budget_raster_scan
+    from dwellwise.planners.plans import resume_scan
+
+    common = dict(shape=tuple(request.shape), pixel_size=request.pixel_size, budget=request.budget)
+    try:
+        if resume_from is not None:
+            plan = resume_scan(stage, sdd, cube_file=resume_from, md=md)
+            return plan, 1 if request.mode == "raster" else request.passes
+        if request.mode == "raster":
+            return budget_raster_scan(stage, sdd, md=md, **common), 1
+        plan = adaptive_scan(
+            stage,
+            sdd,
+            t0=request.t0,
+            policy=request.policy,
+            passes=request.passes,
+            weights=request.weights,
+            md=md,
+            **common,
+        )
+        return plan, request.passes
+    except ScanRefused as exc:
+        raise BuildError(str(exc)) from None
+    except ValueError as exc:  # anything else the planners refuse
+        raise BuildError(f"scan refused: {exc}") from None
+
+
+def _job_sdd(request: ScanRequest, stage: Any) -> Any:
+    """A simulated detector of the request's scene beside a real stage (gated by the stage only
+    while its job runs, see :func:`_on_shared_devices`)."""
+    from dwellwise.drivers.sim_sdd import BeamPosition, make_sim_sdd
+    from dwellwise.simulators.scenes import load_scene
+
+    try:
+        scene = load_scene(request.scene, shape=tuple(request.shape), seed=request.seed)
+    except (ValueError, OSError) as exc:
+        raise BuildError(f"cannot build the simulated detector: {exc}") from None
+    beam = BeamPosition(scene, request.pixel_size)
+    sdd = make_sim_sdd(scene, beam, stage, name="sdd", clock=stage.clock, seed=request.seed)
+    stage.unsubscribe_rows(sdd)
+    return sdd
+
+
+def _on_shared_devices(plan, stage: Any, sdd: Any, cube_file: Path, job_sdd: Any = None):
+    """Run ``plan`` on devices that outlive it: when it starts (not when it is queued, while
+    another job may be running) point the detector at this job's cube file and gate a per-job
+    simulated detector; when it ends, ungate it."""
+    stage.resume()  # a pause an aborted job left open is no scan's time
+    sdd.file_path = str(cube_file)
+    if job_sdd is not None:
+        stage.subscribe_rows(job_sdd)
+    try:
+        return (yield from plan)
+    finally:
+        if job_sdd is not None:
+            stage.unsubscribe_rows(job_sdd)
+
+
+def not_applicable(devices: Devices | None) -> tuple[str, ...]:
+    """Scan-request fields that mean nothing on ``devices``: the scene and seed of a simulated
+    detector, the speedup of a simulated clock."""
+    if devices is None:
+        return ()
+    return ("scene", "seed", "speedup") if devices.real_sdd else ("speedup",)
+
+
+def check_request(request: ScanRequest, devices: Devices | None) -> None:
+    """Refuse (:class:`BuildError`, naming the field) request fields a client set that mean
+    nothing on the daemon's real devices (fields left out are fine, and so are defaults)."""
+    if devices is None:
+        return
+    given = request.model_fields_set
+    for key in not_applicable(devices):
+        if key not in given:
+            continue
+        if key == "speedup" and request.speedup == devices.speedup:
+            continue
+        if key == "speedup":
+            why = f"the devices run at {devices.speedup:g} instrument seconds per second"
+        else:
+            why = f"the detector is real ({devices.section.sdd.describe()})"
+        raise BuildError(
+            f"{key}: this daemon drives real hardware and {why}; leave {key} out of the request"
+        )
 
 
 def _fresh_counting_noise(sdd: Any, seed: int, point: ResumePoint) -> None:

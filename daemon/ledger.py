@@ -178,7 +178,8 @@ class Ledger:
     def set_state(
         self, job_id: str, state: JobState, *, error: str | None = None, note: str = ""
     ) -> Job:
-        """Change a job's state (and its error), recording the transition."""
+        """Change a job's state (and its error: ``None`` keeps it, ``""`` clears it), recording
+        the transition."""
         now = time.time()
         fields = {"state": str(state), "updated": now}
         if state == JobState.RUNNING:
@@ -186,7 +187,7 @@ class Ledger:
         if state.finished or state == JobState.INTERRUPTED:
             fields["finished"] = now
         if error is not None:
-            fields["error"] = error
+            fields["error"] = error or None
         with self._tx() as db:
             row = db.execute("SELECT started FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if row is None:

@@ -13,6 +13,12 @@ rest of the plan in the calling thread, so they are handed to the worker as comm
 * **resume an interrupted job** (:meth:`Runner.resume_interrupted`): a job a previous daemon left
   unfinished is queued again under its id; its plan goes on from the first row its cube file does
   not hold, with the budget it already spent counted (``build_scan(..., resume=True)``).
+* **a device fault** (a :class:`~dwellwise.drivers.faults.DeviceFault` from a fly row, or from
+  staging a device) pauses the job instead of failing it: the RunEngine pauses at once, the job
+  goes ``paused`` with an error that names the device and what happened (ledger, ``job`` and
+  ``log`` topics), every completed row stays in the cube file, and ``resume`` (once the device is
+  fixed) flies the faulted row again from its checkpoint (the RunEngine replays the row's
+  ``set`` and ``wait``; a row already recorded is never flown twice). A fault again pauses again.
 
 Every state change goes to the ledger and to ``on_job``; every document to ``on_document``;
 progress (from the ``timeline`` and ``passes`` streams) to ``on_progress``.
@@ -32,10 +38,18 @@ from types import SimpleNamespace
 from typing import Any
 
 from bluesky.utils import DuringTask, Msg, RunEngineInterrupted
-from dwellwise.daemon.build import BuildError, PreparedScan, build_scan, check_resumable
+from dwellwise.daemon.build import (
+    BuildError,
+    PreparedScan,
+    build_scan,
+    check_resumable,
+    not_applicable,
+)
 from dwellwise.daemon.ledger import Ledger
 from dwellwise.daemon.progress import JobProgress, Progress
 from dwellwise.daemon.protocol import Job, JobState, ScanProgressFields, ScanRequest
+from dwellwise.drivers.faults import DeviceFault, find_device_fault
+from dwellwise.drivers.fly import FlyRow
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
@@ -74,6 +88,14 @@ class _Active:
     """State to end in regardless of how the plan ends (``interrupted`` at shutdown)."""
     last_ledger_write: float = 0.0
     last_progress_event: float = 0.0
+    fault: DeviceFault | None = None
+    """The device fault that paused the job (cleared when it resumes)."""
+    faults: int = 0
+    """Device faults that paused the job so far."""
+    fly_groups: set[str] = field(default_factory=set)
+    """Status groups of the stage's fly rows (their ``wait`` is guarded against faults)."""
+    own_msgs: set[int] = field(default_factory=set)
+    """Ids of the messages the fault guard made itself (never guarded again)."""
 
     @property
     def job_id(self) -> str:
@@ -103,6 +125,9 @@ class Runner:
         self.max_queue = int(max_queue)
         self.stage_options: dict[str, Any] = {}
         """``sim_beamline`` keywords for the stage (kinematics, limits) from the config."""
+        self.devices: Any = None
+        """The daemon's real devices (:class:`~dwellwise.daemon.devices.Devices`), or ``None``
+        for a simulated beamline per job."""
         self.analysis: Callable[[Job], None] | None = None
         """Called in the worker thread with each completed job whose request asks for analysis
         (``None``: the analysis hand-off is not wired yet, a warning is logged)."""
@@ -168,7 +193,7 @@ class Runner:
                 )
             job = self.ledger.add(
                 scan.job_id,
-                scan.request.model_dump(),
+                scan.request.model_dump(exclude=set(scan.not_applicable)),
                 scan.cube_file,
                 passes=scan.passes,
                 budget_s=scan.budget_s,
@@ -273,17 +298,25 @@ class Runner:
                     raise RunnerError(
                         f"job {job_id} stays interrupted, it cannot resume: {exc}"
                     ) from None
+            devices = self.devices
+            speedup = request.speedup if devices is None else devices.speedup
             scan = PreparedScan(
                 job_id=job_id,
                 request=request,
                 cube_file=cube_file,
                 plan=_built_when_run(
-                    request, job_id, cube_file, resume=not fresh, stage_options=self.stage_options
+                    request,
+                    job_id,
+                    cube_file,
+                    resume=not fresh,
+                    stage_options=self.stage_options,
+                    devices=devices,
                 ),
-                beamline=SimpleNamespace(clock=SimpleNamespace(speedup=request.speedup)),
+                beamline=SimpleNamespace(clock=SimpleNamespace(speedup=speedup)),
                 passes=1 if request.mode == "raster" else request.passes,
                 budget_s=float(request.budget),
                 resumed=point,
+                not_applicable=not_applicable(devices),
             )
             if point is None:
                 how = "starts afresh (it was interrupted before it started)"
@@ -465,13 +498,22 @@ class Runner:
             with self._cv:
                 active.pause_delivered = False
                 aborting = active.abort_reason is not None
-            if not aborting:
+                fault = active.fault
+            if not aborting and fault is not None:
+                why = f"device fault: {fault}; fix it, then resume the job"
+                self._set_state(active, JobState.PAUSED, error=why, note=why)
+                log.warning("job %s: paused by a %s", active.job_id, why)
+            elif not aborting:
                 self._set_state(active, JobState.PAUSED)
                 log.info("job %s: paused", active.job_id)
             command = active.commands.get()
             try:
                 if command == "resume" and active.abort_reason is None:
-                    self._set_state(active, JobState.RUNNING, note="resumed")
+                    with self._cv:
+                        active.fault = None
+                    self._set_state(
+                        active, JobState.RUNNING, note="resumed", error="" if fault else None
+                    )
                     log.info("job %s: resumed", active.job_id)
                     self.RE.resume()
                 else:
@@ -480,7 +522,8 @@ class Runner:
                 continue
 
     def _wrap(self, active: _Active):
-        """The job's plan, with a deferred pause put before a checkpoint when one is asked."""
+        """The job's plan, with a deferred pause put before a checkpoint when one is asked, and
+        the fly rows and device staging guarded against device faults (:meth:`_guard`)."""
         import bluesky.preprocessors as bpp
 
         def pause_then(msg: Msg):
@@ -488,6 +531,16 @@ class Runner:
             return (yield msg)
 
         def mutate(msg: Msg):
+            if id(msg) in active.own_msgs:
+                return None, None
+            if msg.command == "set" and msg.args and isinstance(msg.args[0], FlyRow):
+                if msg.kwargs.get("group") is not None:
+                    active.fly_groups.add(msg.kwargs["group"])
+                return self._guard(active, msg), None
+            if msg.command == "wait" and msg.kwargs.get("group") in active.fly_groups:
+                return self._guard(active, msg), None
+            if msg.command == "stage":
+                return self._guard(active, msg), None
             if msg.command != "checkpoint":
                 return None, None
             with self._cv:
@@ -498,6 +551,51 @@ class Runner:
             return pause_then(msg), None
 
         return bpp.plan_mutator(active.scan.plan, mutate)
+
+    def _guard(self, active: _Active, msg: Msg):
+        """``msg`` (a fly row's ``set`` or ``wait``, or staging a device); a device fault it
+        raises pauses the RunEngine at once instead of failing the plan.
+
+        On resume the RunEngine replays what the plan did since the row's checkpoint (the row's
+        ``set`` and ``wait``), so the row flies again; ``stage`` is not replayed, so it is sent
+        again here. A fault in the replay lands here too and pauses again."""
+        replayed = msg.command in ("set", "wait")
+        try:
+            return (yield msg)
+        except Exception as exc:
+            fault = self._fault_to_pause(active, exc)
+        if msg.command == "set" and msg.kwargs.get("group") is not None:
+            # the row failed before the plan waited for it: take its failed status out of the
+            # group (the replay's own wait then waits only for the row flown again)
+            drain = Msg("wait", None, group=msg.kwargs["group"])
+            active.own_msgs.add(id(drain))
+            try:
+                yield drain
+            except Exception:  # noqa: BLE001 - the failure is the fault already caught
+                pass
+        while True:
+            with self._cv:
+                active.fault = fault
+                active.faults += 1
+            pause = Msg("pause", defer=False)
+            active.own_msgs.add(id(pause))
+            try:
+                yield pause
+                if replayed:
+                    return None
+                return (yield msg)
+            except Exception as exc:
+                fault = self._fault_to_pause(active, exc)
+
+    def _fault_to_pause(self, active: _Active, exc: Exception) -> DeviceFault:
+        """The device fault in ``exc`` if the job should pause for it; else ``exc`` again."""
+        fault = find_device_fault(exc)
+        with self._cv:
+            aborting = active.abort_reason is not None or self._stopping
+        if fault is None or aborting:
+            raise exc
+        log.debug("job %s: device fault: %s", active.job_id, fault)
+        return fault
 
     def _analyse(self, job_id: str) -> None:
         if self.analysis is None:
@@ -577,6 +675,7 @@ def _built_when_run(
     *,
     resume: bool,
     stage_options: dict[str, Any] | None = None,
+    devices: Any = None,
 ):
     """The plan of a job queued again: its beamline and plan are built when the RunEngine starts
     it (a refusal then fails the job with the reason)."""
@@ -588,6 +687,7 @@ def _built_when_run(
         resume=resume,
         cube_file=cube_file,
         stage_options=stage_options,
+        devices=devices,
     )
     return (yield from scan.plan)
 

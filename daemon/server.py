@@ -36,8 +36,9 @@ from typing import Any
 import zmq
 from dwellwise.daemon.addresses import bind, check_bind
 from dwellwise.daemon.analysis import CubeAnalysis
-from dwellwise.daemon.build import BuildError, build_scan
+from dwellwise.daemon.build import BuildError, build_scan, check_request
 from dwellwise.daemon.config import DaemonConfig, SecuritySection
+from dwellwise.daemon.devices import Devices, DevicesUnavailable
 from dwellwise.daemon.keys import (
     AllowedClient,
     AllowListAuthenticator,
@@ -148,6 +149,9 @@ class Daemon:
         """Addresses bound: ``control``, ``events``, ``documents``."""
         self.ledger: Ledger | None = None
         self.runner: Runner | None = None
+        self.devices: Devices | None = None
+        """The real devices of ``[devices]`` (opened at start, closed at shutdown), or ``None``:
+        every job simulates its own beamline."""
         self.compute: dict[str, str] = {}
         self.started_at = 0.0
         self._stop = threading.Event()
@@ -219,10 +223,18 @@ class Daemon:
         )
         self.runner.stage_options = self.config.beamline.stage_options()
         self.runner.analysis = CubeAnalysis()
+        if self.config.devices.hardware:
+            self.devices = Devices(self.config.devices, self.config.beamline)
+            self.runner.devices = self.devices
+            try:
+                self.devices.open()
+            except DevicesUnavailable as exc:  # keep serving: status says why, submit retries
+                log.error("%s; jobs are refused until it answers (each submit tries again)", exc)
         try:
             self.runner.start()
         except BaseException:
             self._close_trainer()
+            self._close_devices()
             raise
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwellwise-submit")
         self.started_at = time.time()
@@ -450,6 +462,7 @@ class Daemon:
             log.info("dwellwise daemon stopped")
         finally:
             self._close_trainer()  # the runner has stopped: no plan waits on it
+            self._close_devices()
             if self._log_handler is not None:
                 package_log = logging.getLogger("dwellwise")
                 package_log.removeHandler(self._log_handler)
@@ -466,6 +479,14 @@ class Daemon:
             if self._ctx is not None:
                 self._ctx.destroy(linger=0)
             self._done.set()
+
+    def _close_devices(self) -> None:
+        if self.devices is None:
+            return
+        try:
+            self.devices.close()
+        except Exception:
+            log.exception("cannot close the devices")
 
     def _close_trainer(self) -> None:
         if self.trainer is None:
@@ -521,13 +542,15 @@ class Daemon:
         """Build the scan of ``request`` and queue it; the reply of the ``submit`` method."""
         if self.runner.stopping:
             return error_reply("the daemon is shutting down; no new jobs")
-        request = self.config.defaults.apply(request)
         try:
+            check_request(request, self.devices)  # what the client itself asked for
+            request = self.config.defaults.apply(request)
             scan = build_scan(
                 request,
                 self.data_dir,
                 allow_scene_files=self.config.beamline.allow_scene_files,
                 stage_options=self.config.beamline.stage_options(),
+                devices=self.devices,
             )
         except BuildError as exc:
             log.info("scan refused: %s", exc)
@@ -553,11 +576,15 @@ class Daemon:
             "daemon": daemon_state or ("stopping" if self._stop.is_set() else "running"),
             **runner,
             "progress": None if live is None else live.model_dump(),
-            "devices": {
-                "beamline": cfg.beamline.kind,
-                "stage": "simulated X/Y fly-scan stage",
-                "detector": "simulated silicon drift detector",
-            },
+            "devices": (
+                self.devices.describe()
+                if self.devices is not None
+                else {
+                    "beamline": cfg.beamline.kind,
+                    "stage": "simulated X/Y fly-scan stage",
+                    "detector": "simulated silicon drift detector",
+                }
+            ),
             "compute": self.compute,
             "trainer": None if self.trainer is None else self.trainer.state(),
             "addresses": dict(self.addresses),
