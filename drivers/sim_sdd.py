@@ -135,10 +135,16 @@ class SimSDD(MappingDetector, Device):
         rates, roi = self.beam.truth(setup.shape, setup.pixel_size, setup.origin)
         return {"rates": rates, "roi_rates": roi, "elements": self.elements}
 
-    def _begin_row(self, gates: RowGates) -> Acquisition:
-        """The counts are drawn when the row starts, for the times the stage reports."""
+    def _begin_row(self, gates: RowGates) -> tuple[np.ndarray, Acquisition]:
+        """The counts are drawn when the row starts, for the times the stage plans (the
+        drawing then overlaps the flight)."""
         rates = self.beam.component_rates(gates.x, gates.y)
-        return self._acquire(rates, gates.real_time)
+        return gates.real_time, self._acquire(rates, gates.real_time)
 
-    def _end_row(self, gates: RowGates, handle: Acquisition) -> Acquisition:
-        return handle
+    def _end_row(self, gates: RowGates, handle: tuple[np.ndarray, Acquisition]) -> Acquisition:
+        """A stage that measures its pixel times (a real controller) may finish a row with
+        other times than it started it with: the row is drawn again for the measured times."""
+        started_with, acq = handle
+        if np.array_equal(started_with, gates.real_time):
+            return acq
+        return self._acquire(self.beam.component_rates(gates.x, gates.y), gates.real_time)
