@@ -260,7 +260,9 @@ def check_request(request: ScanRequest, devices: Devices | None) -> None:
             continue
         if key == "speedup" and request.speedup == devices.speedup:
             continue
-        if key == "speedup":
+        if key == "speedup" and devices.speedup == 1.0:
+            why = "the devices run in real time"
+        elif key == "speedup":
             why = f"the devices run at {devices.speedup:g} instrument seconds per second"
         else:
             why = f"the detector is real ({devices.section.sdd.describe()})"

@@ -467,7 +467,7 @@ class Runner:
             except RunEngineInterrupted:
                 self._while_paused(active)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = _describe_failure(exc)
             log.error("job %s: the plan failed: %s", active.job_id, error)
         if self.RE.state != "idle":
             log.error("job %s: the RunEngine is %s after the plan", active.job_id, self.RE.state)
@@ -690,6 +690,14 @@ def _built_when_run(
         devices=devices,
     )
     return (yield from scan.plan)
+
+
+def _describe_failure(exc: BaseException) -> str:
+    """``Type: message`` of what failed a plan; for a failed device status, what failed it (a
+    ``FailedStatus`` says only which status)."""
+    while type(exc).__name__ == "FailedStatus" and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _seed_progress(tracker: JobProgress, rows_recorded: int) -> None:
