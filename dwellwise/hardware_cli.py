@@ -174,16 +174,22 @@ def _check_sdd(report: Report, config: Any, stage: Any, spectrum_s: float) -> No
     holder: dict[str, Any] = {}
 
     def connect() -> str:
-        sdd = holder["sdd"] = open_sdd(config, stage)
-        axis = sdd.axis
-        return (
-            f"{axis.channels} channels, {axis.offset_kev:.4g} keV + "
-            f"{axis.gain_kev * 1e3:.4g} eV/channel ({axis.centers[-1]:.4g} keV at the last)"
-        )
+        holder["sdd"] = open_sdd(config, stage)
+        return f"every PV of {config.prefix} answers"
 
     if not _attempt(checks, "connect", connect):
         return
     sdd = holder["sdd"]
+    axis = sdd.axis
+    checks.append(
+        Check(
+            "calibration",
+            None,
+            f"{axis.channels} channels, {axis.offset_kev:.4g} keV + {axis.gain_kev * 1e3:.4g} "
+            f"eV/channel ({axis.centers[-1]:.4g} keV at the last); ROIs "
+            + ", ".join(f"{el} {lo}-{hi}" for el, (lo, hi) in zip(sdd.elements, sdd.roi_windows, strict=True)),
+        )
+    )
 
     def spectrum() -> str:
         acq = sdd.acquire(spectrum_s)

@@ -26,9 +26,9 @@ CA_ENV = ("EPICS_CA_ADDR_LIST", "EPICS_CA_AUTO_ADDR_LIST")
 """Channel Access client settings a test may change (and restores)."""
 
 
-def emulator(speedup: float = 20.0, **kwargs) -> ZaberEmulator:
-    """A homed two-device Zaber chain on a pty, started (close it when done)."""
-    return ZaberEmulator(clock=ScaledClock(speedup), homed=True, **kwargs).start()
+def emulator(speedup: float = 20.0, homed: bool = True, **kwargs) -> ZaberEmulator:
+    """A two-device Zaber chain on a pty (homed unless asked), started (close it when done)."""
+    return ZaberEmulator(clock=ScaledClock(speedup), homed=homed, **kwargs).start()
 
 
 def zaber_device(emu: ZaberEmulator, **extra) -> dict:
