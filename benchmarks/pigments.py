@@ -324,7 +324,8 @@ def main(quick: bool = False) -> int:
     intro = (
         f"Shipped weights `models/weights/pigments_cnn.pt` ({train_info.get('command', '?')}, "
         f"seed {train_info.get('seed', '?')}, {train_info.get('epochs', '?')} epochs, "
-        f"{train_info.get('seconds', '?')} s on {train_info.get('device', '?')}). Held-out seed "
+        f"{train_info.get('seconds', '?')} s on {train_info.get('device', '?')} with "
+        f"{train_info.get('threads', '?')} threads). Held-out seed "
         f"{BENCH_SEED}: stacks off the training thickness grid, photon-counted on 4096 channels "
         f"and resampled to {axis.channels} × {axis.gain_kev * 1e3:g} eV. Labels: pigment in the "
         f"stack and detectable at {ref_live:g} s (Currie limit of its ROI). Counts per spectrum at "

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from dwellwise.models import pigment_training as pt
 from dwellwise.models.pigment_metrics import macro_f1, per_class_scores, threshold
 from dwellwise.models.pigment_net import load_pigment_model
@@ -16,6 +17,15 @@ TINY = pt.TrainConfig(
     epochs=4,
     axis=EnergyAxis(channels=256, gain_kev=0.080, offset_kev=2.835),
 )
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One thread: on a shared, loaded CI machine two spinning threads cost more than they give."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _bce(y: np.ndarray, p: np.ndarray) -> float:
