@@ -1,0 +1,227 @@
+"""``dwellwise bench element-maps``: the four elemental-map networks of paper 002 and the linear
+fit, side by side on held-out simulated scenes, and the 1DCNN+ speed on the CPU.
+
+The held-out set (:func:`dwellwise.models.map_data.heldout_scenes`) is never used in training:
+the six scikit-image paintings of ``load_scene`` (a scene style no network sees) and six
+random-mixture scenes from their own seed stream (each featuring two of the 12 targets, the last
+one acquired on an odd calibration), each pixel counted at 20 ms live time on the default
+detector and resampled onto each model's axis as ``dwellwise analyze`` does. An element is scored
+on a scene where it is present: at least 1 % of the pixels expect at least 1 count of it.
+
+Two truths: the **expected rate** of each family (``Scene.rates``; counting noise then limits
+every method) and the **detected rate** (the photons of each family the detector actually
+recorded / live time: what a perfect fit of the very spectra reports, the analogue of paper
+002's ground truth, a PyMca fit). Measures of paper 002 §4.5 (:mod:`dwellwise.models.map_metrics`).
+
+Full run: 12 scenes of 64×64 (a few minutes on 2 cores, most of it the linear fit), recorded in
+``benchmarks/RESULTS.md``. ``quick``: 3 scenes of 16×16 and a short speed test (CI), printed only.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from dwellwise.benchmarks.results import markdown_table, record_section
+from dwellwise.models.element_nets import (
+    ARCHITECTURES,
+    LABELS,
+    MODEL_AXIS,
+    TARGETS,
+    load_map_model,
+    shipped_weights,
+)
+from dwellwise.models.map_data import PixelSimulator, heldout_scenes
+from dwellwise.models.map_metrics import Z_LABELS, ElementSummary
+from dwellwise.models.map_training import heldout_figures
+
+FULL = {"shape": (64, 64), "images": None, "n_mixtures": 6, "speed_spectra": 65_536}
+QUICK = {"shape": (16, 16), "images": ("astronaut",), "n_mixtures": 2, "speed_spectra": 4096}
+SSIM_GOAL = 0.98
+PEARSON_GOAL = 0.99
+BASELINE_MARGIN = 0.01
+SPEED_GOAL = 20_000.0
+TRUTHS = {
+    "expected": "expected rate (Scene.rates)",
+    "detected": "detected rate (photons recorded / live time; paper 002's setting)",
+}
+
+
+def _predictors(log) -> tuple[list, list[str]]:
+    predictors, notes = [], []
+    for arch in ARCHITECTURES:
+        path = shipped_weights(arch)
+        try:
+            predictors.append(load_map_model(path, device="cpu"))
+        except FileNotFoundError:
+            notes.append(
+                f"{LABELS[arch]}: no weights at {path} (run `dwellwise train maps --arch all`)"
+            )
+    try:
+        from dwellwise.models.linear_fit import LinearFit
+    except ImportError as exc:
+        notes.append(f"linear fit: not available ({exc})")
+    else:
+        predictors.append(LinearFit(device="cpu"))
+    for n in notes:
+        log(n)
+    return predictors, notes
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "–" if not np.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _mean(summary: dict[str, ElementSummary], field: str) -> tuple[float, list[str]]:
+    """Mean over the targets scored on at least one scene, and the targets never present."""
+    scored = [n for n in TARGETS if summary[n].scenes > 0]
+    missing = [n for n in TARGETS if summary[n].scenes == 0]
+    if not scored:
+        return float("nan"), missing
+    return float(np.mean([getattr(summary[n], field) for n in scored])), missing
+
+
+def element_table(figures: dict, truth: str, field: str) -> str:
+    """Rows: the 12 targets and their mean; columns: each method's ``field`` (``ssim``,
+    ``pearson``, ``slope``) and the number of scenes it was scored on."""
+    labels = list(figures)
+    first = figures[labels[0]][truth]
+    rows = []
+    for name in TARGETS:
+        rows.append(
+            [name, first[name].scenes]
+            + [_fmt(getattr(figures[lab][truth][name], field)) for lab in labels]
+        )
+    means = [_mean(figures[lab][truth], field)[0] for lab in labels]
+    rows.append(["**mean**", "", *(f"**{_fmt(m)}**" for m in means)])
+    return markdown_table(["element", "scenes", *labels], rows)
+
+
+def z_table(figures: dict, truth: str) -> str:
+    """|z| interval fractions per method, averaged over the scored targets."""
+    rows = []
+    for label, by_truth in figures.items():
+        s = by_truth[truth]
+        scored = [n for n in TARGETS if s[n].scenes > 0]
+        z = np.mean([s[n].z for n in scored], axis=0) if scored else [float("nan")] * 4
+        rows.append([label, *(_fmt(v) for v in z)])
+    return markdown_table(["method", *(f"|z| {lab}" for lab in Z_LABELS)], rows)
+
+
+def cpu_speed(n_spectra: int, repeats: int = 3) -> tuple[float, int]:
+    """Best spectra/s of the shipped 1DCNN+ ``predict`` on the CPU (realistic simulated
+    spectra on its axis), and torch's thread count."""
+    import torch
+
+    model = load_map_model(device="cpu")
+    data = PixelSimulator(axis=MODEL_AXIS).simulate(n_spectra, np.random.default_rng(7))
+    model.predict(data.counts[:1024], data.live_time[:1024])  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model.predict(data.counts, data.live_time)
+        best = max(best, n_spectra / (time.perf_counter() - t))
+    return best, torch.get_num_threads()
+
+
+def gpu_speed(n_spectra: int, repeats: int = 3) -> float | None:
+    """Best spectra/s of 1DCNN+ on CUDA (counts already on the host), or None without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    model = load_map_model(device="cuda")
+    model.batch_size = 65_536
+    data = PixelSimulator(axis=MODEL_AXIS).simulate(n_spectra, np.random.default_rng(7))
+    model.predict(data.counts, data.live_time)
+    best = 0.0
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        model.predict(data.counts, data.live_time)
+        torch.cuda.synchronize()
+        best = max(best, n_spectra / (time.perf_counter() - t))
+    return best
+
+
+def verdict(figures: dict, speed: float) -> list[str]:
+    """The issue's goals, each marked met or NOT met."""
+    lines = []
+    net, base = figures.get("1DCNN+"), figures.get("linear fit")
+    for truth, title in TRUTHS.items():
+        if net is None:
+            lines.append(f"- {title}: 1DCNN+ weights missing")
+            continue
+        ssim, missing = _mean(net[truth], "ssim")
+        pearson, _ = _mean(net[truth], "pearson")
+        gap = ""
+        if base is not None:
+            diffs = {
+                n: net[truth][n].ssim - base[truth][n].ssim
+                for n in TARGETS
+                if net[truth][n].scenes > 0
+            }
+            worst = min(diffs, key=diffs.get) if diffs else None
+            if worst is not None:
+                ok = diffs[worst] >= -BASELINE_MARGIN
+                gap = (
+                    f"; worst element vs linear fit {worst} {diffs[worst]:+.3f} SSIM "
+                    f"({'met' if ok else 'NOT met'}: ≥ −{BASELINE_MARGIN})"
+                )
+        miss = f" (not present in any scene: {', '.join(missing)})" if missing else ""
+        lines.append(
+            f"- vs {title}: 1DCNN+ mean SSIM {_fmt(ssim)} "
+            f"({'met' if ssim >= SSIM_GOAL else 'NOT met'}: ≥ {SSIM_GOAL}), mean Pearson "
+            f"{_fmt(pearson)} ({'met' if pearson >= PEARSON_GOAL else 'NOT met'}: ≥ "
+            f"{PEARSON_GOAL}){gap}{miss}"
+        )
+    lines.append(
+        f"- 1DCNN+ on the CPU: {speed:,.0f} spectra/s "
+        f"({'met' if speed >= SPEED_GOAL else 'NOT met'}: ≥ {SPEED_GOAL:,.0f})"
+    )
+    return lines
+
+
+def main(quick: bool = False) -> int:
+    cfg = QUICK if quick else FULL
+    started = time.perf_counter()
+    predictors, notes = _predictors(print)
+    if not any(p.label == "1DCNN+" for p in predictors):
+        print("no 1DCNN+ weights: nothing to benchmark (train them with `dwellwise train maps`)")
+        return 1
+    kwargs = {"shape": cfg["shape"], "n_mixtures": cfg["n_mixtures"]}
+    if cfg["images"] is not None:
+        kwargs["images"] = cfg["images"]
+    figures = heldout_figures(predictors, heldout_scenes(**kwargs), TARGETS, log=print)
+    speed, threads = cpu_speed(cfg["speed_spectra"])
+    gpu = gpu_speed(cfg["speed_spectra"])
+    n_scenes = (len(cfg["images"]) if cfg["images"] else 6) + cfg["n_mixtures"]
+    h, w = cfg["shape"]
+    parts = [
+        f"## Elemental maps (`dwellwise bench element-maps`{' --quick' if quick else ''})",
+        f"{n_scenes} held-out scenes of {h}×{w} pixels at 20 ms live time (scikit-image "
+        "paintings and random-mixture scenes never used in training; one on an odd "
+        "calibration), all methods on the same counts. Per element: mean over the scenes where "
+        "it is present (≥ 1 % of the pixels expect ≥ 1 count). Shipped weights "
+        "(`models/weights/maps_*.pt`); linear fit = `dwellwise.models.linear_fit.LinearFit`.",
+    ]
+    for truth, title in TRUTHS.items():
+        for field, name in (("ssim", "SSIM"), ("pearson", "Pearson"), ("slope", "slope α")):
+            parts.append(f"### {name} vs {title}\n\n" + element_table(figures, truth, field))
+        parts.append(f"### |z| fractions vs {title}\n\n" + z_table(figures, truth))
+    speed_line = (
+        f"1DCNN+ speed: {speed:,.0f} spectra/s on the CPU ({threads} torch threads, best of 3 "
+        f"over {cfg['speed_spectra']:,} spectra on its 400-channel axis, resampling excluded)"
+    )
+    if gpu is not None:
+        speed_line += f"; {gpu:,.0f} spectra/s on CUDA"
+    parts.append(speed_line + ".")
+    parts.append("Goals (issue 6):\n\n" + "\n".join(verdict(figures, speed)))
+    if notes:
+        parts.append("Notes:\n\n" + "\n".join(f"- {n}" for n in notes))
+    parts.append(f"Wall time {time.perf_counter() - started:.0f} s.")
+    body = "\n\n".join(parts)
+    print(body)
+    if not quick:
+        record_section("element-maps", body)
+    return 0
