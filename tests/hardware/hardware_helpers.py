@@ -101,3 +101,29 @@ class AfterRows:
         self.finished += 1
         if self.finished == self.n:
             self.action()
+
+
+def finish(client: ControlClient, job_id: str, *, max_faults: int = 5, timeout: float = 60.0) -> tuple[dict, list[str]]:
+    """Wait for ``job_id`` to end, resuming it after any further device-fault pause (on a loaded
+    machine the 20x emulator occasionally ends a row early: a genuine fault, reported and
+    resumable like any other). Returns the final job and the faults it resumed after."""
+    faults: list[str] = []
+    while True:
+        job = wait_state(client, job_id, (*FINAL, "paused"), timeout=timeout)
+        if job["state"] != "paused":
+            return job, faults
+        assert (job["error"] or "").startswith("device fault: "), job
+        faults.append(job["error"])
+        assert len(faults) <= max_faults, faults
+        resume(client, job)
+
+
+def resume(client: ControlClient, paused: dict, timeout: float = 30.0) -> None:
+    """Resume the ``paused`` job and wait until the runner took it up (its record changed: it
+    runs again, or has already paused again)."""
+    reply = client.request("resume", {"job_id": paused["job_id"]})
+    assert reply["success"] and reply["msg"] == f"job {paused['job_id']} resumes", reply
+    deadline = time.monotonic() + timeout
+    while client.call("job", job_id=paused["job_id"])["updated"] == paused["updated"]:
+        assert time.monotonic() < deadline, f"job {paused['job_id']} did not resume"
+        time.sleep(0.005)

@@ -12,7 +12,9 @@ from dwellwise.daemon.server import Daemon
 from hardware_helpers import (
     AfterRows,
     epics_device,
+    finish,
     hardware_config,
+    resume,
     wait_state,
     zaber_device,
 )
@@ -25,23 +27,31 @@ ZABER_JOB = {"shape": [6, 8], "budget": 30.0, "t0": 0.006, "policy": "bilevel", 
 """An adaptive scan on the emulated Zaber stage (20x real time) with a simulated detector."""
 
 
-def check_cube(path, rows: int, passes_done: int) -> None:
-    """Every row of the first ``passes_done`` passes recorded once: each pass complete, the
-    summed live time exactly the passes' (a row written twice, or half of one, breaks that), and
-    every pixel dwelt at least as planned."""
-    with h5py.File(path, "r") as f:
+def check_cube(job: dict, rows: int) -> None:
+    """Every row the job recorded is in its cube once, and none is lost: the cube's complete rows
+    are exactly the rows the timeline (the ledger's ``rows_done_all``) counted; every pass but
+    the last is complete (the budget governor may leave out rows at the end of the last pass,
+    which are then never recorded); the summed live time is exactly the passes' (a row written
+    twice, or half of one, breaks that); every recorded pixel dwelt at least as planned."""
+    with h5py.File(job["cube_file"], "r") as f:
         assert bytes(f["entry/scan_status"][()]).strip() == b"completed"
-        live_sum = 0.0
-        for k in range(1, passes_done + 1):
+        assert f["entry/budget_used_s"][()] <= job["request"]["budget"]
+        passes = job["passes"]
+        live_sum, recorded = 0.0, 0
+        for k in range(1, passes + 1):
             g = f[f"entry/passes/{k}"]
             done = g["rows_complete"][...].astype(bool)
-            assert done.sum() == rows, f"pass {k}: rows {np.flatnonzero(~done)} missing"
-            assert np.all(g["live_time"][...] > 0)
-            live_sum = live_sum + g["live_time"][...]
+            if k < passes:
+                assert done.all(), f"pass {k}: rows {np.flatnonzero(~done)} missing"
+            assert done.sum() >= rows // 2, f"pass {k}: only rows {np.flatnonzero(done)}"
+            recorded += int(done.sum())
+            live = g["live_time"][...]
+            assert np.all(live[done] > 0) and np.all(live[~done] == 0)
+            live_sum = live_sum + live
+            real_planned = np.where(done[:, None], g["dwell_planned"][...], 0.0)
+            assert np.all(f["entry/data/real_time"][...] >= real_planned * (1 - 1e-6))
         np.testing.assert_allclose(f["entry/data/live_time"][...], live_sum, rtol=1e-12)
-        real = f["entry/data/real_time"][...]
-        planned = sum(f[f"entry/passes/{k}/dwell_planned"][...] for k in range(1, passes_done + 1))
-        assert np.all(real >= planned * (1 - 1e-6))
+        assert recorded == job["rows_done_all"], (recorded, job["rows_done_all"])
 
 
 def pause_and_resume(client, job_id, clear, expect: tuple[str, ...]) -> dict:
@@ -51,8 +61,7 @@ def pause_and_resume(client, job_id, clear, expect: tuple[str, ...]) -> dict:
     for text in expect:
         assert text in job["error"], job["error"]
     clear()
-    reply = client.request("resume", {"job_id": job_id})  # the fault is gone: fly the row again
-    assert reply["success"] and reply["msg"] == f"job {job_id} resumes", reply
+    resume(client, job)  # the fault is gone: fly the row again
     return job
 
 
@@ -74,7 +83,7 @@ def test_an_ioc_stall_pauses_the_job_which_resumes_once_cleared(tmp_path, clean_
                 ("device fault", "SDD 'sdd'", "THW:mca1.ACQG", "stalled", "row 2 of pass 1"),
             )
             assert paused["rows_done_all"] == 2  # the rows before the fault are in the file
-            final = wait_state(client, job_id)
+            final, _ = finish(client, job_id)
             seen = []
             while (event := events.next(timeout=0.2)) is not None:
                 seen.append(event)
@@ -86,8 +95,7 @@ def test_an_ioc_stall_pauses_the_job_which_resumes_once_cleared(tmp_path, clean_
         transitions = daemon.ledger.transitions(job_id)
         assert any(s == "paused" and "stalled" in note for s, _, note in transitions)
         assert "scene" not in final["request"] and "speedup" not in final["request"]
-        check_cube(final["cube_file"], rows=3, passes_done=final["passes"])
-        assert final["rows_done_all"] == 3 * final["passes"]
+        check_cube(final, rows=3)
 
 
 def test_a_zaber_stall_mid_row_pauses_the_job_which_resumes_to_completion(tmp_path, zaber):
@@ -104,10 +112,9 @@ def test_a_zaber_stall_mid_row_pauses_the_job_which_resumes_to_completion(tmp_pa
             lambda: None,  # a stall is one-shot in the emulator: the stage is free again
             ("device fault", "stage x (device 1 axis 1)", "stalled and stopped (FS)", "at 1.75"),
         )
-        final = wait_state(client, job_id)
+        final, _ = finish(client, job_id)
         assert final["state"] == "completed", final
-        assert final["rows_done_all"] == 6 * final["passes"]
-        check_cube(final["cube_file"], rows=6, passes_done=final["passes"])
+        check_cube(final, rows=6)
 
 
 def test_a_fault_again_after_resume_pauses_again_and_abort_keeps_the_rows(tmp_path, zaber):
@@ -118,8 +125,7 @@ def test_a_fault_again_after_resume_pauses_again_and_abort_keeps_the_rows(tmp_pa
         job_id = client.call("submit", **ZABER_JOB)["job_id"]
         first = wait_state(client, job_id, ("paused",) + ("completed", "failed"))
         assert first["state"] == "paused" and "no reply" in first["error"], first
-        client.call("resume", job_id=job_id)  # still silent: the replayed row faults again
-        wait_state(client, job_id, ("running",), timeout=10)
+        resume(client, first)  # still silent: the replayed row faults again
         again = wait_state(client, job_id, ("paused", "completed", "failed"))
         assert again["state"] == "paused" and "no reply" in again["error"], again
         client.call("abort", job_id=job_id)
