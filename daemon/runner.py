@@ -90,8 +90,6 @@ class _Active:
     last_progress_event: float = 0.0
     fault: DeviceFault | None = None
     """The device fault that paused the job (cleared when it resumes)."""
-    faults: int = 0
-    """Device faults that paused the job so far."""
     fly_groups: set[str] = field(default_factory=set)
     """Status groups of the stage's fly rows (their ``wait`` is guarded against faults)."""
     own_msgs: set[int] = field(default_factory=set)
@@ -576,7 +574,6 @@ class Runner:
         while True:
             with self._cv:
                 active.fault = fault
-                active.faults += 1
             pause = Msg("pause", defer=False)
             active.own_msgs.add(id(pause))
             try:

@@ -11,8 +11,11 @@ from bluesky import RunEngine
 from dwellwise.daemon.client import ControlClient
 from dwellwise.daemon.server import Daemon
 from dwellwise.drivers.epics import EpicsSDD
+from dwellwise.drivers.fly import FlyRow
+from dwellwise.drivers.sim_stage import SimStage
 from dwellwise.drivers.zaber import ZaberStage
 from dwellwise.planners import adaptive_scan
+from dwellwise.simulators.clock import ScaledClock
 from hardware_helpers import (
     ELEMENTS,
     EPICS_FAST,
@@ -86,4 +89,39 @@ def test_adaptive_scan_through_the_daemon_on_zaber_and_epics(tmp_path, clean_ioc
             assert wait_state(client, again["job_id"])["state"] == "completed"
         assert daemon.devices.stage is None  # closed at shutdown
     finally:
+        emu.close()
+
+
+class Gates:
+    def __init__(self) -> None:
+        self.finished = []
+
+    def row_started(self, g) -> None:
+        pass
+
+    def row_aborted(self, g) -> None:
+        pass
+
+    def row_finished(self, g) -> None:
+        self.finished.append(g)
+
+
+def test_stages_report_the_travel_direction_of_each_row():
+    """The EPICS detector measures pixel after pixel in the order the stage reports
+    (``RowGates.reverse``), not from where the x readback happens to be."""
+    emu = emulator()
+    zaber = ZaberStage("stage", emu.port, clock=emu.clock, **ZABER_FAST)
+    try:
+        for stage in (SimStage("sim", clock=ScaledClock(50.0)), zaber):
+            gates = Gates()
+            stage.subscribe_rows(gates)
+            for k, reverse in enumerate((False, True, False)):
+                row = FlyRow(1, k, 0.5 * k, 0.5 * np.arange(6), np.full(6, 0.006), reverse=reverse)
+                stage.set(row).wait(20)
+            assert [g.reverse for g in gates.finished] == [False, True, False]
+            stage.unsubscribe_rows(gates)
+            stage.set(FlyRow(1, 3, 1.5, 0.5 * np.arange(6), np.full(6, 0.006))).wait(20)
+            assert len(gates.finished) == 3  # no longer gated
+    finally:
+        zaber.close()
         emu.close()
