@@ -1,0 +1,87 @@
+"""The guide-table photon sampler draws exactly what inversion of each component's CDF draws."""
+
+import numpy as np
+import pytest
+from dwellwise.simulators.detector import GUIDE_BITS, LOW_BITS, MIXED, ChannelSampler
+from scipy import stats
+
+
+def awkward_basis(n_chan: int = 4096) -> np.ndarray:
+    """Components that exercise both paths: a narrow peak, a flat continuum (a sixth of its
+    cells span a channel boundary), a peak on a long tail of tiny channels, and empty
+    channels between non-empty ones."""
+    x = np.arange(n_chan)
+    peak = np.exp(-0.5 * ((x - 640) / 6.4) ** 2)
+    flat = (x < 3000).astype(float)  # 1/3000 per channel: boundaries fall inside cells
+    tail = np.where(x > 2000, 1e-9, 0.0)
+    tail[1500] = 1.0
+    gaps = np.zeros(n_chan)
+    gaps[[3, 7, 8, 4000]] = [0.5, 1e-7, 0.3, 0.2]
+    return np.stack([peak, flat * 3.0, tail, gaps])
+
+
+def float_inversion(basis: np.ndarray, component: np.ndarray, u53: np.ndarray) -> np.ndarray:
+    """Reference: the first channel whose float64 CDF exceeds u = u53 · 2^-53."""
+    cdf = np.cumsum(basis / basis.sum(axis=1, keepdims=True), axis=1)
+    cdf[:, -1] = 1.0
+    u = u53.astype(float) * 2.0**-53  # exact: u53 < 2^53
+    out = np.empty(u.size, dtype=np.int64)
+    for j in np.unique(component):
+        sel = component == j
+        out[sel] = np.searchsorted(cdf[j], u[sel], side="right")
+    return np.minimum(out, basis.shape[1] - 1)
+
+
+def test_every_photon_lands_where_float_inversion_puts_it():
+    basis = awkward_basis()
+    sampler = ChannelSampler(basis)
+    assert (sampler._table == MIXED).mean() > 0.04  # the boundary path is exercised
+    component = np.repeat(np.arange(4), 50_000)
+    drawn = sampler.draw(component << GUIDE_BITS, np.random.default_rng(11))
+    # replay the same random bits: 16-bit cells first, then 39 low bits per boundary photon
+    replay = np.random.default_rng(11).bit_generator
+    n = component.size
+    cell = replay.random_raw((n + 3) // 4).view(np.uint16)[:n].astype(np.uint64) >> np.uint64(
+        16 - GUIDE_BITS
+    )
+    u_first = cell << np.uint64(LOW_BITS)
+    u_last = u_first + np.uint64(2**LOW_BITS - 1)
+    first = float_inversion(basis, component, u_first)
+    last = float_inversion(basis, component, u_last)
+    inside = first == last  # the whole cell lies in one channel: any low bits give it
+    assert np.array_equal(drawn[inside], first[inside])
+    low = replay.random_raw(int((~inside).sum())) >> np.uint64(64 - LOW_BITS)
+    exact = float_inversion(basis, component[~inside], u_first[~inside] + low)
+    assert np.array_equal(drawn[~inside], exact)
+    assert (~inside).sum() > 1000
+
+
+def test_channel_frequencies_follow_each_component():
+    basis = awkward_basis()
+    sampler = ChannelSampler(basis)
+    rng = np.random.default_rng(5)
+    for j in range(basis.shape[0]):
+        channels = sampler.sample(j, 200_000, rng)
+        assert channels.dtype == np.int32
+        p = basis[j] / basis[j].sum()
+        assert np.all(p[channels] > 0)  # never a channel of zero probability
+        # chi-square on channels with >= 5 expected photons, the rest pooled
+        expected = 200_000 * p
+        big = expected >= 5
+        observed = np.bincount(channels, minlength=p.size)
+        obs = np.append(observed[big], observed[~big].sum())
+        exp = np.append(expected[big], expected[~big].sum())
+        keep = exp > 0
+        assert stats.chisquare(obs[keep], exp[keep]).pvalue > 1e-3
+
+
+def test_wide_axes_and_bad_input():
+    wide = np.ones((2, 40_000))
+    wide[1, :39_000] = 0.0
+    sampler = ChannelSampler(wide)
+    channels = sampler.sample(1, 10_000, np.random.default_rng(0))
+    assert channels.min() >= 39_000 and channels.max() < 40_000
+    with pytest.raises(IndexError):
+        sampler.sample(2, 10, np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        ChannelSampler(-np.ones((1, 10)))
