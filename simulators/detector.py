@@ -10,10 +10,17 @@ call, and each block of :data:`BLOCK_PIXELS` pixels draws the channels of all it
 once, in pixel order, so that each pixel's spectrum is written while it sits in cache. A
 4096-channel spectrum with a few hundred counts costs a few microseconds, of which writing its
 16 KiB of zeros is a fair part.
+
+Heavy pixels (long dwells) switch component by component to per-channel counting where that is
+cheaper: the channels of a component's *core* (probability ≥ 2^-6 or 2^-10) get independent
+Poisson(m · p_k) counts, and only the photons of its tail, Poisson(m · tail share), are drawn one
+by one from the tail's own distribution. Splitting a Poisson process by channel makes this the
+same distribution as drawing all m photons one by one.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +46,13 @@ BLOCK_PIXELS = 512
 """Pixels whose photons are drawn and histogrammed together (their spectra stay in cache)."""
 DEFAULT_DEAD_TIME_S = 1e-6
 """Non-paralyzable dead time per recorded event, seconds."""
+CORE_PROBABILITIES = (2.0**-6, 2.0**-10)
+"""Channel probabilities from which a component's channels form a *core* that heavy pixels
+count channel by channel (one Poisson draw per channel) instead of photon by photon."""
+CHANNEL_COST_PHOTONS = 6.0
+"""Cost of one per-channel Poisson draw, in photon draws (~35 ns against ~6 ns)."""
+CORE_CALL_PHOTONS = 20_000.0
+"""Fixed cost of counting one core level in one call, in photon draws (~20 numpy calls)."""
 
 
 @dataclass(frozen=True)
@@ -126,17 +140,20 @@ class ChannelSampler:
         return channel.astype(np.int32, copy=False)
 
 
-def scatter_counts(indptr: np.ndarray, channel: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Add one count per photon into ``out`` (``(B, E)`` uint32, C-contiguous, zero-filled):
-    photons ``indptr[i]:indptr[i + 1]`` of ``channel`` belong to row ``i``."""
+def scatter_counts(
+    indptr: np.ndarray, channel: np.ndarray, out: np.ndarray, data: np.ndarray | None = None
+) -> np.ndarray:
+    """Add one count per photon (or ``data[i]`` counts) into ``out`` (``(B, E)`` uint32,
+    C-contiguous): photons ``indptr[i]:indptr[i + 1]`` of ``channel`` belong to row ``i``."""
     index = np.int32 if channel.size <= np.iinfo(np.int32).max else np.int64
     indptr = indptr.astype(index, copy=False)
     channel = channel.astype(index, copy=False)
-    data = _ones(channel.size)
+    data = _ones(channel.size) if data is None else data
     if _csr_todense is not None:
         _csr_todense(out.shape[0], out.shape[1], indptr, channel, data, out)
         return out
-    return sp.csr_matrix((data, channel, indptr), shape=out.shape).toarray(out=out)
+    out += sp.csr_matrix((data, channel, indptr), shape=out.shape).toarray()
+    return out
 
 
 _ONES = np.ones(0, dtype=np.uint32)
@@ -179,6 +196,9 @@ class PoissonSDD:
         """``component << 14`` for every entry of a block of pixel-major ``(pixel, component)``
         entries."""
         self._keys.flags.writeable = False
+        self._cores = tuple(_Core(model.basis, p) for p in CORE_PROBABILITIES)
+        # expected photons above which some core is cheaper than photons, per component
+        self._dense_from = np.min([c.break_even for c in self._cores], axis=0)
 
     def input_rate(self, component_rates: np.ndarray) -> np.ndarray:
         """Total photon rate reaching the detector, counts/s, ``(J, N) -> (N,)``."""
@@ -230,11 +250,18 @@ class PoissonSDD:
         # photons inside the axis per pixel and component, pixel-major (N, J)
         mean = np.multiply(rates.T, live[:, None], order="C")
         mean *= self.sampler.area
+        counts = np.zeros((n_pix, self.model.axis.channels), dtype=np.uint32)
+        dense = None if self.pileup_window_s > 0 else self._dense_entries(mean)
+        if dense is not None:  # heavy entries: only their tails are drawn photon by photon
+            entries, level, heavy = dense
+            mean.ravel()[entries] *= self._tail_fraction(level, entries % n_comp)
         photons = rng.poisson(mean)
+        if dense is not None:
+            tails = photons.ravel()[entries]
+            photons.ravel()[entries] = 0
         indptr = np.zeros(n_pix + 1, dtype=np.int64)  # first photon of each pixel
         np.cumsum(photons.sum(axis=1), out=indptr[1:])
         keys = self._keys
-        counts = np.zeros((n_pix, self.model.axis.channels), dtype=np.uint32)
         if self.pileup_window_s > 0:
             channel = self.sampler.draw(
                 np.repeat(np.tile(keys[:n_comp], n_pix), photons.ravel()), rng
@@ -247,7 +274,65 @@ class PoissonSDD:
             block = photons[start:stop].ravel()
             channel = self.sampler.draw(np.repeat(keys[: block.size], block), rng)
             scatter_counts(indptr[start : stop + 1] - indptr[start], channel, counts[start:stop])
+        if dense is not None:
+            self._count_cores(counts, entries, level, heavy, tails, rng)
         return counts
+
+    def _dense_entries(self, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Entries (flat pixel-major indices) to count by core, their core level (0, 1, ...)
+        and expected photons; None when photon by photon is cheaper for the whole call."""
+        n_comp = mean.shape[1]
+        entries = np.flatnonzero(mean >= self._dense_from)
+        if entries.size == 0:
+            return None
+        component = entries % n_comp
+        m = mean.ravel()[entries]
+        # cost of each way, in photon draws: all photons, or a core level and its tail
+        by_core = [
+            CHANNEL_COST_PHOTONS * c.n_channels[component] + m * c.tail[component]
+            for c in self._cores
+        ]
+        cost = np.stack([m, *by_core])
+        best = cost.argmin(axis=0)
+        saved = m - cost[best, np.arange(m.size)]
+        used = np.unique(best[best > 0])
+        if saved.sum() <= CORE_CALL_PHOTONS * used.size:
+            return None
+        keep = best > 0
+        return entries[keep], best[keep] - 1, m[keep]
+
+    def _tail_fraction(self, level: np.ndarray, component: np.ndarray) -> np.ndarray:
+        return np.stack([c.tail for c in self._cores])[level, component]
+
+    def _count_cores(
+        self,
+        counts: np.ndarray,
+        entries: np.ndarray,
+        level: np.ndarray,
+        heavy: np.ndarray,
+        tails: np.ndarray,
+        rng: np.random.Generator,
+    ) -> None:
+        """Add the counts of heavy entries: per-channel Poisson counts in their core and their
+        tail photons drawn one by one."""
+        n_pix, n_comp = counts.shape[0], self.model.n_components
+        for index, core in enumerate(self._cores):
+            sel = np.flatnonzero(level == index)
+            if sel.size == 0:
+                continue
+            pixel, component = np.divmod(entries[sel], n_comp)
+            # tail photons, pixel by pixel (entries are in pixel order)
+            tail = tails[sel]
+            channel = core.tails.draw(np.repeat(component << GUIDE_BITS, tail), rng)
+            indptr = _pointers(np.bincount(pixel, weights=tail, minlength=n_pix))
+            scatter_counts(indptr, channel, counts)
+            # core channels: one Poisson draw per channel, added as weights of a CSR scatter
+            width = core.n_channels[component]
+            first = np.repeat(core.start[component] - _pointers(width)[:-1], width)
+            where = first + np.arange(width.sum())
+            drawn = rng.poisson(np.repeat(heavy[sel], width) * core.probability[where])
+            indptr = _pointers(np.bincount(pixel, weights=width, minlength=n_pix))
+            scatter_counts(indptr, core.channel[where], counts, drawn.astype(np.uint32))
 
     def _pile_up(
         self, row: np.ndarray, channel: np.ndarray, rates: np.ndarray, rng: np.random.Generator
@@ -273,6 +358,40 @@ class PoissonSDD:
         channel[first] = summed
         keep[first[(summed >= axis.channels) | (summed < 0)]] = False
         return row[keep], channel[keep]
+
+
+class _Core:
+    """The channels of each component with probability ≥ ``min_probability`` (its core), and a
+    photon sampler for the rest of the component (its tail)."""
+
+    def __init__(self, basis: np.ndarray, min_probability: float) -> None:
+        basis = np.asarray(basis, dtype=float)
+        area = basis.sum(axis=1)
+        p = basis / np.where(area > 0, area, 1.0)[:, None]
+        inside = p >= min_probability
+        self.n_channels = inside.sum(axis=1)
+        """``(J,)`` channels in each core."""
+        self.tail = np.clip(1.0 - (p * inside).sum(axis=1), 0.0, 1.0)
+        """``(J,)`` share of each component's photons (inside the axis) outside its core."""
+        self.break_even = np.where(
+            self.n_channels > 0,
+            CHANNEL_COST_PHOTONS * self.n_channels / np.maximum(1.0 - self.tail, 1e-300),
+            np.inf,
+        )
+        """``(J,)`` expected photons from which this core is cheaper than photons alone."""
+        self.start = _pointers(self.n_channels)[:-1]
+        """``(J,)`` where each core starts in ``channel`` and ``probability``."""
+        component, channel = np.nonzero(inside)
+        self.channel = channel.astype(np.int32)
+        """Core channels of all components, component after component."""
+        self.probability = p[component, channel]
+        """Probability of each core channel within its component."""
+        self._tail_basis = np.where(inside, 0.0, basis)
+
+    @functools.cached_property
+    def tails(self) -> ChannelSampler:
+        """Photon sampler of each component's tail (built on first use)."""
+        return ChannelSampler(self._tail_basis)
 
 
 def _pointers(per_row: np.ndarray) -> np.ndarray:

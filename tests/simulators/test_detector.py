@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from dwellwise.simulators.detector import BLOCK_PIXELS, PoissonSDD
 from dwellwise.simulators.scenes import load_scene
+from scipy import stats
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +68,15 @@ def test_pixels_in_every_block_get_their_own_poisson_counts(scene):
         assert np.var(repeats, axis=0)[block].sum() / mean[block].sum() == pytest.approx(1, abs=0.1)
 
 
-def test_public_scipy_path_gives_the_same_spectra(scene, monkeypatch):
+@pytest.mark.parametrize("live", [0.02, 2.0])
+def test_public_scipy_path_gives_the_same_spectra(scene, monkeypatch, live):
     import dwellwise.simulators.detector as detector
 
     det = PoissonSDD(scene.model)
     rates = scene.component_rates(slice(0, 4)).reshape(scene.model.n_components, -1)
-    fast = det.acquire(rates, live_time=0.02, rng=np.random.default_rng(3)).counts
+    fast = det.acquire(rates, live_time=live, rng=np.random.default_rng(3)).counts
     monkeypatch.setattr(detector, "_csr_todense", None)
-    public = det.acquire(rates, live_time=0.02, rng=np.random.default_rng(3)).counts
+    public = det.acquire(rates, live_time=live, rng=np.random.default_rng(3)).counts
     assert public.dtype == np.uint32 and np.array_equal(fast, public)
     assert fast.sum() > 1000
 
@@ -106,3 +108,39 @@ def test_bad_rates_and_times_are_refused(scene, bad):
         det.acquire(rates, live_time=np.array([0.01, bad]), rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="acquisition times"):
         det.acquire(rates, real_time=np.array([bad, 0.01]), rng=np.random.default_rng(0))
+
+
+def _brightest_pixel_repeated(scene, n: int) -> np.ndarray:
+    rates = scene.component_rates().reshape(scene.model.n_components, -1)
+    return np.repeat(rates[:, [np.argmax(rates.sum(axis=0))]], n, axis=1)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_heavy_pixels_counted_per_channel_or_per_photon_are_poisson(scene, per_channel):
+    """A pixel with ~37k counts: with the cores on, its strong lines are counted channel by
+    channel (both core levels) and only their tails photon by photon; either way each channel
+    is Poisson with its expected count, independently of the others."""
+    det = PoissonSDD(scene.model)
+    rates = _brightest_pixel_repeated(scene, 1500)
+    mean = (det.sampler.area * rates.T * 1.0).copy()
+    dense = det._dense_entries(mean)
+    if per_channel:
+        assert dense is not None and set(dense[1]) == {0, 1}
+    else:
+        det._dense_from = np.full_like(det._dense_from, np.inf)
+        assert det._dense_entries(mean) is None
+    counts = det.acquire(rates, live_time=1.0, rng=np.random.default_rng(9)).counts
+    expected = scene.model.expected_spectra(rates[:, 0])  # counts per channel in 1 s
+    counts = counts.astype(float)
+    n = counts.shape[0]
+    seen = expected >= 1
+    z = (counts[:, seen].mean(axis=0) - expected[seen]) / np.sqrt(expected[seen] / n)
+    assert stats.chi2.sf(np.sum(z**2), df=seen.sum()) > 1e-3  # means right in every channel
+    rich = expected >= 30
+    variance = counts[:, rich].var(axis=0, ddof=1)
+    assert variance.sum() / expected[rich].sum() == pytest.approx(1.0, abs=0.05)
+    totals = counts.sum(axis=1)
+    assert totals.var(ddof=1) / expected.sum() == pytest.approx(1.0, abs=0.12)
+    peak = np.argsort(expected)[-2:]  # the two strongest channels: uncorrelated
+    assert abs(np.corrcoef(counts[:, peak[0]], counts[:, peak[1]])[0, 1]) < 0.1
+    assert np.all(counts[:, expected == 0] == 0)
