@@ -46,8 +46,10 @@ ROW_OVERHEAD_WALL_S = 0.012
 """Prior for the software time per row (messages, file write), wall seconds; learned afterwards."""
 END_RESERVE_WALL_S = 0.08
 """Wall seconds kept free at the end for closing the run and the file (at least)."""
-TAIL_ROWS = 2.5
+TAIL_ROWS = 2.0
 """The end reserve covers this many times the worst per-row software time seen so far."""
+TAIL_SHARE = 0.03
+"""...but the learned part of the end reserve takes at most this share of the budget."""
 FALLBACK_COMPUTE_WALL_S = 0.05
 """Wall seconds reserved for the fallback policy when the requested one misses its deadline."""
 DEFAULT_DATA_DIR = Path("dwellwise-data")
@@ -160,6 +162,7 @@ class _FlyScan:
         self.overhead = OverheadTracker(prior_s=ROW_OVERHEAD_WALL_S * speed)
         self._end_reserve_base_s = END_RESERVE_WALL_S * speed
         self._worst_row_software_s = 0.0  # collect + write + records after a row, worst seen
+        self._budget_s: float | None = None
         self.fallback_s = FALLBACK_COMPUTE_WALL_S * speed + 2e-6 * speed * np.prod(geom.shape)
         self.planned: dict[str, float] = {}
         self._rows_done = 0
@@ -178,8 +181,12 @@ class _FlyScan:
         """Instrument seconds kept at the end of the budget for what follows the last row (its
         collection and file write, the pass summary, closing the run). At least the fixed
         prior; at least ``TAIL_ROWS`` times the worst software time seen after any row, so a
-        loaded machine (whose hiccups a high speedup magnifies) keeps a larger reserve."""
-        return max(self._end_reserve_base_s, TAIL_ROWS * self._worst_row_software_s)
+        loaded machine (whose hiccups a high speedup magnifies) keeps a larger reserve, but
+        never more than ``TAIL_SHARE`` of the budget (a hiccup must not cost a whole pass)."""
+        learned = TAIL_ROWS * self._worst_row_software_s
+        if self._budget_s is not None:
+            learned = min(learned, TAIL_SHARE * self._budget_s)
+        return max(self._end_reserve_base_s, learned)
 
     # -- planning before anything moves -----------------------------------------------------
     def start_xy(self) -> tuple[float, float]:
@@ -234,6 +241,7 @@ class _FlyScan:
         resume: ResumeState | None = None,
     ) -> MsgGenerator:
         timer = TimeBudget(budget, self.clock) if budget is not None else None
+        self._budget_s = budget
         plan = self._scan(request, dict(md or {}), first_dwell, timer, adaptive, resume)
         return bpp.stage_wrapper(plan, [self.sdd])
 
