@@ -2,12 +2,17 @@
 
 import numpy as np
 import pytest
-from dwellwise.models.blindspot import blindspot_rate, estimate_rates, expected_anscombe
+from dwellwise.models.blindspot import (
+    allocation_loss,
+    blindspot_rate,
+    estimate_rates,
+    expected_anscombe,
+)
 from dwellwise.models.metrics import bias, pooled_estimate
 from dwellwise.planners import allocate_dwell, waterfill_sqrt
 
 
-@pytest.mark.parametrize("sigma", [0.6, 1.6, 4.0])
+@pytest.mark.parametrize("sigma", [0.6, 1.6, 4.0, np.inf])
 def test_estimate_ignores_the_pixel_itself(sigma):
     rng = np.random.default_rng(0)
     counts = rng.poisson(5.0, (20, 30)).astype(float)
@@ -38,6 +43,76 @@ def test_sigma_selection_prefers_wide_kernels_on_flat_maps_and_narrow_on_detail(
     _, s_stripes = estimate_rates(blocks, 1.0)
     assert s_flat[0] >= 2.5
     assert s_stripes[0] <= 1.0
+
+
+def _spots(seed=5, shape=(48, 48)):
+    """Five bright Gaussian spots (6000 counts/s) on a faint 20 counts/s background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    psi = np.full(shape, 20.0)
+    for _ in range(5):
+        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        psi += 6000.0 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.5**2))
+    return psi
+
+
+def test_allocation_loss_is_an_unbiased_estimate_of_the_second_pass_variance():
+    psi = _spots()
+    t0, mean_dwell = 0.002, 0.008
+    dwell = waterfill_sqrt(psi, t0, mean_dwell)  # any map chosen without the counts below
+    rng = np.random.default_rng(0)
+    draws = [allocation_loss(rng.poisson(psi * t0), t0, dwell) for _ in range(400)]
+    truth = np.mean(psi / (t0 + dwell))
+    assert np.mean(draws) == pytest.approx(truth, rel=0.01)
+    # Several channels: the weighted sum of the per-channel losses.
+    x = np.random.default_rng(1).poisson(np.stack([psi, 2 * psi]) * t0)
+    both = allocation_loss(x, t0, dwell, weights=np.array([0.3, 0.7]))
+    assert both == pytest.approx(
+        0.3 * allocation_loss(x[0], t0, dwell) + 0.7 * allocation_loss(x[1], t0, dwell)
+    )
+
+
+def test_allocation_criterion_widens_the_kernel_on_faint_sparse_maps_and_allocates_better():
+    """At 0.35 counts per pixel the Anscombe loss picks σ = 0.7 px, which leaves most pixels with
+    no counts in reach and piles the dwell onto a few noisy ones; the allocation loss picks a
+    wider kernel whose dwell map leaves a lower true second-pass variance, in every draw."""
+    psi = _spots()
+    t0, mean_dwell = 0.002, 0.008
+
+    def allocate(score, t0_map):
+        return waterfill_sqrt(score, t0_map, mean_dwell)
+
+    def variance(rate):
+        return np.mean(psi / (t0 + allocate(rate, t0)))
+
+    for seed in range(3):
+        x = np.random.default_rng(seed).poisson(psi * t0)[None]
+        by_anscombe, s_a = estimate_rates(x, t0)
+        by_allocation, s_l = estimate_rates(x, t0, allocate=allocate)
+        assert s_l[0] > s_a[0]
+        assert variance(by_allocation[0]) < 0.9 * variance(by_anscombe[0])
+    assert variance(np.full_like(psi, psi.mean())) > 2 * variance(by_allocation[0])  # ≫ uniform
+
+
+def test_allocation_criterion_falls_back_to_uniform_on_a_flat_map():
+    """On a flat map no allocation beats uniform; the blind global mean (σ = inf) is the
+    candidate that gives it (each pixel's estimate then differs only by its own count's 1/1600
+    share left out), so the policy's map is nearly uniform."""
+    x = np.random.default_rng(3).poisson(2.0, (1, 40, 40))
+    t = allocate_dwell(x, 0.002, 0.008, policy="blindspot-sqrt")
+    assert np.ptp(t) < 0.05 * 0.008
+
+
+def test_channels_of_weight_zero_do_not_change_the_allocation():
+    psi = _spots()
+    rng = np.random.default_rng(2)
+    x = rng.poisson(np.stack([psi, psi[::-1], psi.T]) * 0.002)
+    a = allocate_dwell(x, 0.002, 0.008, policy="blindspot-sqrt", weights=[1.0, 0.0, 0.0])
+    noisy = x.copy()
+    noisy[1:] = rng.poisson(500.0, x[1:].shape)
+    b = allocate_dwell(noisy, 0.002, 0.008, policy="blindspot-sqrt", weights=[1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, allocate_dwell(x[0], 0.002, 0.008, policy="blindspot-sqrt"))
 
 
 def test_expected_anscombe_table_matches_pmf_sums():
