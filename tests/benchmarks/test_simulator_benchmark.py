@@ -42,3 +42,12 @@ def test_table_compares_every_case_with_ganx_asked_the_same_way():
         assert float(row[5].replace(",", "")) > 0
     long = [r for r in rows if r[1] == "1 row"]
     assert long[0][3] == long[1][3] and float(long[0][3]) > 5000  # equal counts, long dwell
+
+
+def test_quick_run_prints_the_table_and_the_verdict(capsys):
+    from dwellwise.benchmarks.simulator import main
+
+    assert main(quick=True) == 0
+    out = capsys.readouterr().out
+    assert "| ganX Monte Carlo | scene | 1 |" in out
+    assert "Goal of issue 2, ≥ 10× ganX at 400 counts per spectrum on one thread: " in out
