@@ -12,8 +12,27 @@ construction (no masking at inference is needed, every pixel is a training targe
   the centre pixel back into the window near the borders);
 * a per-pixel MLP (1×1 convolutions) maps them to ``log(ψ̂_ci / ψ̄_c)``, ψ̄_c the channel's mean rate.
 
-Every output therefore depends on ``X_ci`` through no path (tested), so a dwell chosen from
-``ψ̂`` leaves the pooled estimate ``(X0 + X1)/(t0 + t)`` unbiased.
+No output depends on its own pixel's counts through the forward pass (tested). **Cross-fitting**
+closes the other path, through the weights: a network trained with ``X_i`` as a target has fitted
+a little of ``X_i``'s noise into its weights, so its ``ψ̂_i`` still leans towards ``X_i``, and a
+dwell chosen from it biases the pooled estimate ``(X0 + X1)/(t0 + t)`` low. The pixels are split
+into ``folds`` random folds (the same for every channel); network k answers only for fold k,
+keeps the weights of the step with the lowest loss on fold k+1 (early stopping) and learns from
+the other folds, so no count of fold k is a target or a stopping criterion of the network that
+estimates it (it is only an input to its neighbours' predictions). Measured (bias of the pooled
+estimate, 12 first passes of a 64×64 map at 0.13 counts per pixel, 2+8 ms; efficiency: mean over
+the 25 development maps at 2+8 ms):
+
+=====================================================  ===============  ==========
+scheme                                                 bias             efficiency
+=====================================================  ===============  ==========
+one network, 20 % held out for early stopping          −0.86 ± 0.22 %   0.752
+2 folds, early stopping on the fold answered for       −0.39 ± 0.13 %   0.736
+3 folds (answer k, stop on k+1, learn from the third)  −0.17 ± 0.15 %   0.724
+=====================================================  ===============  ==========
+
+The efficiency the leaky schemes show is partly the leak itself (using a pixel's own count
+always looks better until the bias is counted). 3 folds is the default; it costs three trainings.
 
 Loss. Poisson negative log-likelihood in the count domain, ``λ − X log λ`` with ``λ = t0 ψ̂``, on
 the blind-spot predictions. Its minimiser is the conditional mean ``E[X_i | neighbours] / t0_i``,
@@ -23,12 +42,12 @@ minimised by ``t0_i + t_i ∝ sqrt(E[ψ_i | data])``. (An MSE in the Anscombe do
 ``E[A(X)]`` and need the Makitalo-Foi inverse, which is exact only for a known Poisson λ, not for
 the mixture a neighbourhood predicts; Anscombe is kept where it helps, as input normalisation.)
 
-Regularisation. A random 20 % of pixels is held out of the loss; the weights with the lowest
-held-out loss are kept (early stopping). Random rotations by 90° and flips of the whole map at
-every step. The channels of a ``(C, H, W)`` stack share one network (each normalised by its own
+Regularisation. Early stopping as above (with ``folds = 1``, on a random 20 % held out of the
+loss). Random rotations by
+90° and flips of the whole map at every step. The channels of a ``(C, H, W)`` stack share one network (each normalised by its own
 mean rate), so one training serves all elements.
 
-Time. Training runs on CUDA when available, else on the CPU with at most 2 threads, for
+Time. Training runs on CUDA when available, else on the CPU with :data:`CPU_THREADS` thread, for
 ``steps`` Adam steps or until ``deadline`` seconds (minus the inference time) have passed.
 :data:`last_training_report` records device, steps and seconds; :func:`n2v_fits_deadline` tells
 ``auto`` whether a useful training fits a deadline on this machine.
@@ -53,6 +72,9 @@ DEFAULT_DEADLINE = 20.0
 """Default training deadline, seconds."""
 MIN_USEFUL_STEPS = 60
 """Training shorter than this many steps is not worth it (``auto`` then uses the fallback)."""
+CPU_THREADS = 1
+"""Torch threads on the CPU: more threads collapse when other processes share the cores, and a
+64×64 map gains nothing from them."""
 _LOG_FLOOR = 1e-3
 """Floor of the normalised smooth rates before the log, so empty regions stay finite."""
 
@@ -71,8 +93,12 @@ class N2VConfig:
     """Maximum number of Adam steps (one step = the whole map, one random rotation/flip)."""
     lr: float = 1e-2
     """Adam learning rate."""
+    folds: int = 3
+    """Cross-fitting: ``folds`` networks; network k answers for random fold k, early-stops on
+    fold k+1 and learns from the rest (with 2 folds it learns from the other fold and early-stops
+    on its own, which leaks a little; 1 trains one network for all pixels, with ``holdout``)."""
     holdout: float = 0.2
-    """Share of pixels held out of the loss for early stopping."""
+    """Share of pixels held out of the loss for early stopping when ``folds == 1``."""
     sigmas: tuple[float, ...] = SIGMAS
     """Widths (px) of the fixed Gaussian blind-spot features."""
 
@@ -82,15 +108,20 @@ class TrainingReport:
     """What one training did."""
 
     device: str
+    """Torch device that trained."""
     steps: int
+    """Adam steps taken."""
     best_step: int
+    """Step whose weights were kept (the earliest over the cross-fitted networks)."""
     seconds: float
     """Wall time of training and inference, seconds."""
     stopped_by_deadline: bool
+    """Whether the deadline, not ``steps``, ended the training."""
     train_loss: float
-    """Poisson NLL per pixel (up to a data constant) on the training pixels at the last step."""
+    """Poisson NLL per pixel (up to a data constant) on the learning pixels at the last step,
+    averaged over the networks."""
     holdout_loss: float
-    """Best Poisson NLL per held-out pixel."""
+    """Best Poisson NLL per judged (early-stopping) pixel, averaged over the networks."""
 
 
 last_training_report: TrainingReport | None = None
@@ -196,19 +227,34 @@ def estimate_rates_n2v(
     ans, smooth = as_t(ans_np), as_t(smooth_np)
     x = as_t(counts[:, None])
     lam_scale = as_t(mean_rate[:, None, None, None] * t0_map[None, None])  # counts at ψ = ψ̄
-    held = as_t(rng.random(x.shape) < config.holdout)
-    n_held = held.sum().clamp_min(1.0)
-    n_train = (1.0 - held).sum().clamp_min(1.0)
+    if config.folds > 2:  # net k answers for fold k, early-stops on fold k+1, learns from the rest
+        K = config.folds
+        fold = rng.integers(K, size=(1, 1) + counts.shape[1:])
+        answer = [as_t(fold == k) for k in range(K)]
+        judge = [as_t(fold == (k + 1) % K) for k in range(K)]
+        learn = [1.0 - a - j for a, j in zip(answer, judge, strict=True)]
+    elif config.folds == 2:  # net k learns from the pixels outside fold k and answers for fold k
+        fold = rng.integers(config.folds, size=(1, 1) + counts.shape[1:])
+        answer = [as_t(fold == k) for k in range(config.folds)]
+        learn = [1.0 - a for a in answer]
+        judge = answer  # early stopping on the fold it answers for (one step chosen per net)
+    else:  # one net answers for every pixel; a random share is held out of its loss
+        held = as_t(rng.random((1, 1) + counts.shape[1:]) < config.holdout)
+        answer, learn, judge = [torch.ones_like(held)], [1.0 - held], [held]
+    n_learn = [m.sum().clamp_min(1.0) * len(counts) for m in learn]
+    n_judge = [m.sum().clamp_min(1.0) * len(counts) for m in judge]
 
     threads = torch.get_num_threads()
     if dev.type == "cpu":
-        torch.set_num_threads(min(threads, 2))
+        torch.set_num_threads(CPU_THREADS)
     try:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(int(rng.integers(2**62)))
-            net = BlindSpotNet(len(config.sigmas), config).to(dev)
-        opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-        best = (float("inf"), {k: v.detach().clone() for k, v in net.state_dict().items()}, -1)
+            nets = [BlindSpotNet(len(config.sigmas), config).to(dev) for _ in learn]
+        params = [p for net in nets for p in net.parameters()]
+        opt = torch.optim.Adam(params, lr=config.lr)
+        snapshot = lambda net: {k: v.detach().clone() for k, v in net.state_dict().items()}  # noqa: E731
+        best = [(float("inf"), snapshot(net), -1) for net in nets]
         budget = max(deadline - 1.5 * (time.perf_counter() - start), 0.0)  # keep time to infer
         step, train_loss, by_deadline = 0, float("nan"), False
         for step in range(1, config.steps + 1):
@@ -216,26 +262,31 @@ def estimate_rates_n2v(
                 by_deadline, step = True, step - 1
                 break
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            a_, s_, l_, x_, h = (_dihedral(v, k, flip) for v in (ans, smooth, lam_scale, x, held))
-            log_lam = net(a_, s_) + torch.log(l_)
-            nll = torch.exp(log_lam) - x_ * log_lam
-            loss = (nll * (1.0 - h)).sum() / n_train
-            held_loss = float((nll.detach() * h).sum() / n_held)
-            if held_loss < best[0]:  # these weights (before this step's update) gave that loss
-                best = (held_loss, {k_: v.detach().clone() for k_, v in net.state_dict().items()},
-                        step - 1)
+            a_, s_, l_, x_ = (_dihedral(v, k, flip) for v in (ans, smooth, lam_scale, x))
+            loss = torch.zeros((), device=dev)
+            for n, net in enumerate(nets):
+                log_lam = net(a_, s_) + torch.log(l_)
+                nll = torch.exp(log_lam) - x_ * log_lam
+                loss = loss + (nll * _dihedral(learn[n], k, flip)).sum() / n_learn[n]
+                judged = float((nll.detach() * _dihedral(judge[n], k, flip)).sum() / n_judge[n])
+                if judged < best[n][0]:  # these weights (before this step's update) gave it
+                    best[n] = (judged, snapshot(net), step - 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            train_loss = float(loss.detach())
-        net.load_state_dict(best[1])
+            train_loss = float(loss.detach()) / len(nets)
+        rel = torch.zeros_like(x[:, 0])
         with torch.no_grad():
-            rel = torch.exp(net(ans, smooth))[:, 0].double().cpu().numpy()
+            for n, net in enumerate(nets):
+                net.load_state_dict(best[n][1])
+                rel += torch.exp(net(ans, smooth))[:, 0] * answer[n][:, 0]
+        rel = rel.double().cpu().numpy()
     finally:
         torch.set_num_threads(threads)
     last_training_report = TrainingReport(
-        device=str(dev), steps=step, best_step=best[2], seconds=time.perf_counter() - start,
-        stopped_by_deadline=by_deadline, train_loss=train_loss, holdout_loss=best[0],
+        device=str(dev), steps=step, best_step=min(b[2] for b in best),
+        seconds=time.perf_counter() - start, stopped_by_deadline=by_deadline,
+        train_loss=train_loss, holdout_loss=float(np.mean([b[0] for b in best])),
     )
     return rel * mean_rate[:, None, None]
 
