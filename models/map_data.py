@@ -487,17 +487,23 @@ def heldout_scenes(
     n_mixtures: int = 6,
     names: Sequence[str] = OUTPUTS,
     odd_calibration: bool = True,
+    live_time_s: float = EVAL_LIVE_TIME_S,
 ) -> Iterator[EvalScene]:
     """The held-out evaluation set, one scene at a time (a cube is tens of MB): each
     scikit-image painting (seed 11, 12…), then ``n_mixtures`` mixture scenes that feature two
     targets each in turn, so all 12 targets appear; the last one on :data:`ODD_AXIS`."""
     for i, image in enumerate(images):
-        yield painting_scene(image, 11 + i, shape, names)
+        yield painting_scene(image, 11 + i, shape, names, live_time_s)
     for i in range(n_mixtures):
         featured = [TARGETS[(2 * i) % len(TARGETS)], TARGETS[(2 * i + 1) % len(TARGETS)]]
         odd = odd_calibration and i == n_mixtures - 1
         yield mixture_scene(
-            i, shape, names=names, axis=ODD_AXIS if odd else None, featured=featured
+            i,
+            shape,
+            names=names,
+            live_time_s=live_time_s,
+            axis=ODD_AXIS if odd else None,
+            featured=featured,
         )
 
 

@@ -170,3 +170,15 @@ def mean_over(summary: dict[str, ElementSummary], names: Sequence[str], field: s
     """Mean of one measure (``ssim``, ``pearson``, ``slope``) over ``names`` (NaN if any is
     missing, so a target without a scene is never silently dropped)."""
     return float(np.mean([getattr(summary[n], field) for n in names]))
+
+
+def mean_scored(
+    summary: dict[str, ElementSummary], names: Sequence[str], field: str
+) -> tuple[float, list[str]]:
+    """Mean of one measure over the families of ``names`` scored on at least one scene, and
+    the families never present (left out of the mean, and to be reported as such)."""
+    scored = [n for n in names if summary[n].scenes > 0]
+    missing = [n for n in names if summary[n].scenes == 0]
+    if not scored:
+        return float("nan"), missing
+    return float(np.mean([getattr(summary[n], field) for n in scored])), missing

@@ -180,3 +180,16 @@ def test_shipped_weights_load_offline_and_predict_sensible_rates() -> None:
         assert got[name] == pytest.approx(truth[name], rel=0.1)
     for absent in ("Cu_K", "Zn_K", "Sr_K", "Hg_L", "Au_L"):
         assert got[absent] < 0.02 * truth["Pb_L"]
+
+
+def test_parallel_batches_give_the_same_rates_as_one_batch() -> None:
+    torch.manual_seed(0)
+    config = MapNetConfig(arch="1dcnn+", **SMALL)
+    net = build_network(config)
+    counts = _spectra(40, seed=4).numpy()
+    fit_standardisation(net, normalise(torch.as_tensor(counts))[0])
+    threads = torch.get_num_threads()
+    one = MapNet(net, config, device="cpu", batch_size=1000).predict(counts, np.full(40, 0.01))
+    many = MapNet(net, config, device="cpu", batch_size=7).predict(counts, np.full(40, 0.01))
+    np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-6)
+    assert torch.get_num_threads() == threads  # restored
