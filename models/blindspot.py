@@ -33,7 +33,7 @@ scored). Two criteria:
   ``E[A(X) | λ]`` is tabulated by summing over the Poisson pmf.
 
 Measured on the development scenes of ``dwellwise bench dwell`` (one first pass each): choosing σ
-by the allocation loss reached the best fixed σ of every case (mean efficiency 0.763, worst 0.52),
+by the allocation loss reached the best fixed σ of every case (mean efficiency 0.763, worst 0.51),
 the Anscombe loss 0.748 with cases down to 0.14 (faint sparse maps at 2+8 ms, where it chose
 σ = 1 px and most pixels had no counts within reach).
 """
