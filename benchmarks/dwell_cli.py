@@ -4,15 +4,20 @@ Scenes come from the simulator (ROI rates of every element bright enough to matt
 to ``benchmarks/RESULTS.md`` and a PNG of dwell maps.
 
 * ``dwellwise bench dwell`` runs the **development** scenes (astronaut, coffee and one procedural
-  painting), the ones the policies were developed and diagnosed on, with every policy.
+  painting), the ones the policies were developed and diagnosed on.
 * ``python -m dwellwise.benchmarks.dwell_cli --held-out`` runs **held-out** scenes that were not
-  looked at while developing (four other scikit-image pictures and two procedural seeds) with the
-  policies that need no hour of CPU (``paper-unet`` is left out there), into its own section.
+  looked at while developing (four other scikit-image pictures and two procedural seeds), into
+  their own section.
 
-CPU configuration: 64×64 maps, one first pass per case, ``paper-unet`` at 30 training steps.
-With CUDA available the run is larger: 128×128, two first passes, ``paper-unet`` at its default
-step count. ``--quick``: a smoke test (32×32, 3 ``paper-unet`` and 30 ``n2v-sqrt`` steps), not
-recorded.
+Configurations (64×64 maps, one first pass per case, every split):
+
+* CPU: every policy but ``paper-unet``, one torch thread (on the shared 2-core machine the
+  reproduction takes 10-50 s per map, over an hour for the 75 development cases);
+  ``--with-paper-unet`` adds it at 30 training steps.
+* CUDA available: every policy, ``paper-unet`` at its default step count; recorded in its own
+  section. ``--save-scenes FILE`` / ``--scenes FILE`` move the scenes (``.npz``) to a machine
+  without the simulator's dependencies.
+* ``--quick``: a smoke test (32×32, 3 ``paper-unet`` and 30 ``n2v-sqrt`` steps), not recorded.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from dwellwise.benchmarks.dwell import (
     markdown_table,
     plot_dwell_maps,
@@ -30,7 +36,6 @@ from dwellwise.benchmarks.dwell import (
     summarize,
 )
 from dwellwise.benchmarks.results import RESULTS, record_section
-from dwellwise.simulators.scenes import load_scene
 
 DEV_SCENES: tuple[tuple[str, int], ...] = (("astronaut", 0), ("coffee", 1), ("procedural", 2))
 """(scene, seed) pairs the policies were developed on."""
@@ -39,17 +44,18 @@ HELD_OUT_SCENES: tuple[tuple[str, int], ...] = (
     ("procedural", 104), ("procedural", 105),
 )
 """(scene, seed) pairs never used while developing the policies."""
-HELD_OUT_POLICIES = ("bilevel", "blindspot-sqrt", "n2v-sqrt", "auto")
 MIN_PEAK_COUNTS_10MS = 5.0
 """Element maps whose brightest pixel gets fewer counts at 10 ms are left out (pure noise)."""
 LEARNED_DEADLINE_S = 120.0
 """Deadline given to ``n2v-sqrt`` and ``auto``: long enough that the step count, not the load
 of a shared machine, ends the training (the product's default is 20 s; a 64×64 map trains in
-3-5 s on one CPU core)."""
+2.5 s on an H100, 3-10 s on one core of the shared CPU)."""
 
 
 def painting_scenes(pairs=DEV_SCENES, shape=(64, 64)):
     """``(name, elements, roi_rates)`` for each (scene, seed), bright-enough element maps only."""
+    from dwellwise.simulators.scenes import load_scene
+
     out = []
     names = [name for name, _ in pairs]
     for name, seed in pairs:
@@ -64,7 +70,30 @@ def painting_scenes(pairs=DEV_SCENES, shape=(64, 64)):
     return out
 
 
-def _config(quick: bool) -> dict[str, Any]:
+def save_scenes(scenes, path: str | Path) -> Path:
+    """Write scenes to an ``.npz`` (one array per map, keyed ``scene|element``)."""
+    arrays = {
+        f"{n}|{e}": r for n, elements, rates in scenes for e, r in zip(elements, rates, strict=True)
+    }
+    np.savez_compressed(path, **arrays)
+    return Path(path)
+
+
+def load_scenes(path: str | Path):
+    """Scenes written by :func:`save_scenes`, in their order."""
+    data = np.load(path)
+    grouped: dict[str, tuple[list[str], list[np.ndarray]]] = {}
+    for key in data.files:
+        if "|" not in key:
+            raise ValueError(f"{path}: key {key!r} is not 'scene|element'")
+        name, element = key.split("|", 1)
+        grouped.setdefault(name, ([], []))
+        grouped[name][0].append(element)
+        grouped[name][1].append(data[key])
+    return [(n, e, np.stack(r)) for n, (e, r) in grouped.items()]
+
+
+def _config(quick: bool, with_paper_unet: bool) -> dict[str, Any]:
     import torch
 
     gpu = torch.cuda.is_available() and not quick
@@ -72,9 +101,13 @@ def _config(quick: bool) -> dict[str, Any]:
     paper: dict[str, Any] = {} if gpu else {"steps": 30}
     if quick:  # a smoke test of the whole pipeline, not a measurement
         learned, paper = {**learned, "steps": 30}, {"steps": 3}
+    policies = ["bilevel", "blindspot-sqrt", "n2v-sqrt", "auto"]
+    if gpu or quick or with_paper_unet:
+        policies.insert(1, "paper-unet")
     return dict(
-        shape=(32, 32) if quick else (128, 128) if gpu else (64, 64),
-        first_passes=2 if gpu else 1,
+        shape=(32, 32) if quick else (64, 64),
+        first_passes=1,
+        policies=policies,
         options={"paper-unet": paper, "n2v-sqrt": learned, "auto": learned},
         device="CUDA" if gpu else "CPU",
     )
@@ -89,15 +122,30 @@ def _summary_lines(summary: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def run(held_out: bool = False, quick: bool = False) -> int:
-    """Run one configuration, print its tables and (unless ``quick``) record them."""
-    cfg = _config(quick)
+def run(
+    held_out: bool = False,
+    quick: bool = False,
+    *,
+    with_paper_unet: bool = False,
+    scenes_file: str | None = None,
+    save_scenes_to: str | None = None,
+    record: bool = True,
+) -> list[dict[str, Any]]:
+    """Run one configuration, print its tables, record them (unless ``quick`` or not
+    ``record``) and return the rows."""
+    import torch
+
+    cfg = _config(quick, with_paper_unet)
+    if cfg["device"] == "CPU":
+        torch.set_num_threads(1)  # 2 threads collapse when other processes share the cores
     pairs = HELD_OUT_SCENES if held_out else DEV_SCENES
-    scenes = painting_scenes(pairs, shape=cfg["shape"])
+    scenes = load_scenes(scenes_file) if scenes_file else painting_scenes(pairs, cfg["shape"])
+    if save_scenes_to:
+        save_scenes(scenes, save_scenes_to)
     start = time.perf_counter()
     rows = run_dwell_benchmark(
         scenes, seed=0, first_passes=cfg["first_passes"], policy_options=cfg["options"],
-        policies=HELD_OUT_POLICIES if held_out else None, progress=True,
+        policies=cfg["policies"], progress=True,
     )
     wall = time.perf_counter() - start
     table = markdown_table(rows)
@@ -105,44 +153,56 @@ def run(held_out: bool = False, quick: bool = False) -> int:
     print(table)
     print(_summary_lines(summary))
     print(f"wall time {wall:.0f} s")
-    if quick:
-        return 0
-    h, w = cfg["shape"]
+    if quick or not record:
+        return rows
+    h, w = scenes[0][2].shape[1:]
     kind = "held-out" if held_out else "development"
     command = "python -m dwellwise.benchmarks.dwell_cli --held-out" if held_out else (
         "dwellwise bench dwell"
     )
     body = (
-        f"## Dwell policies on simulated paintings, {kind} scenes (`{command}`)\n\n"
-        f"Scenes {', '.join(f'{n} (seed {s})' for n, s in pairs)} at {h}×{w}, ROI rates of every "
-        f"element with ≥ 5 counts at 10 ms in its brightest pixel; splits 2+8, 5+5, 7+3 ms; "
-        f"{cfg['first_passes']} first pass(es) per case; {cfg['device']} configuration "
-        f"(policy options {cfg['options']}); {len(rows) // len(summary)} cases, "
-        f"{wall / 60:.1f} min in all. Second pass in expectation, bias by control variate with its "
-        "standard error (see `benchmarks/dwell.py`).\n\n"
-        + table
+        f"## Dwell policies on simulated paintings, {kind} scenes, {cfg['device']} (`{command}`)"
+        f"\n\nScenes {', '.join(f'{n} (seed {s})' for n, s in pairs)} at {h}×{w}, ROI rates of "
+        "every element with ≥ 5 counts at 10 ms in its brightest pixel; splits 2+8, 5+5, 7+3 ms; "
+        f"{cfg['first_passes']} first pass per case; policy options {cfg['options']}; "
+        f"{len(rows) // len(summary)} cases, {wall / 60:.1f} min in all. Second pass in "
+        "expectation, bias by control variates with its standard error "
+        "(see `benchmarks/dwell.py`).\n\n" + table
     )
-    if not held_out:
+    if not held_out and cfg["device"] == "CPU":
         png = Path(RESULTS).with_name("dwell_maps.png")
         name, elements, rates = scenes[0]
         plot_dwell_maps(
             rates[elements.index("Pb_L")] if "Pb_L" in elements else rates[0], 0.002, 0.008, png,
-            policies=("uniform", "bilevel", "paper-unet", "blindspot-sqrt", "n2v-sqrt", "oracle"),
+            policies=("uniform", "bilevel", "blindspot-sqrt", "n2v-sqrt", "oracle"),
             policy_options=cfg["options"],
         )
         body += f"\nDwell maps ({name}, 2+8 ms): `{png.name}`."
-    record_section("dwell-held-out" if held_out else "dwell", body)
-    return 0
+    section = "dwell-held-out" if held_out else "dwell"
+    record_section(section + ("-gpu" if cfg["device"] == "CUDA" else ""), body)
+    return rows
 
 
 def main(quick: bool = False) -> int:
     """``dwellwise bench dwell``: the development scenes."""
-    return run(held_out=False, quick=quick)
+    run(held_out=False, quick=quick)
+    return 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--held-out", action="store_true", help="the held-out scenes")
-    parser.add_argument("--quick", action="store_true", help="32×32, nothing recorded")
+    parser.add_argument("--quick", action="store_true", help="32×32 smoke test, nothing recorded")
+    parser.add_argument("--with-paper-unet", action="store_true",
+                        help="run paper-unet on the CPU too (slow: 10-50 s per map)")
+    parser.add_argument("--scenes", help="load the scenes from this .npz instead of simulating")
+    parser.add_argument("--save-scenes", help="also write the scenes to this .npz")
     args = parser.parse_args()
-    sys.exit(run(held_out=args.held_out, quick=args.quick))
+    if args.scenes and not Path(args.scenes).is_file():
+        parser.error(f"--scenes {args.scenes}: no such file")
+    try:
+        run(held_out=args.held_out, quick=args.quick, with_paper_unet=args.with_paper_unet,
+            scenes_file=args.scenes, save_scenes_to=args.save_scenes)
+    except ValueError as exc:
+        parser.error(str(exc))
+    sys.exit(0)

@@ -120,3 +120,13 @@ def test_dwell_map_png(tmp_path):
     disk = make_scenes()[0][2][0]
     out = plot_dwell_maps(disk, 0.002, 0.008, tmp_path / "dwell.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scenes_travel_as_npz(tmp_path):
+    from dwellwise.benchmarks.dwell_cli import load_scenes, save_scenes
+
+    scenes = make_scenes()
+    back = load_scenes(save_scenes(scenes, tmp_path / "scenes.npz"))
+    assert [(n, list(e)) for n, e, _ in back] == [(n, list(e)) for n, e, _ in scenes]
+    for (_, _, a), (_, _, b) in zip(back, scenes, strict=True):
+        np.testing.assert_array_equal(a, b)
