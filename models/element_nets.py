@@ -472,8 +472,6 @@ class MapNet:
 
 
 WEIGHTS_PACKAGE = "dwellwise.models"
-DEFAULT_WEIGHTS = "weights/maps_1dcnn_plus.pt"
-"""The shipped 1DCNN+ weights inside the package (a ``.json`` with the same stem beside it)."""
 
 
 def weights_name(arch: str) -> str:

@@ -210,6 +210,7 @@ def count_with_truth(
     component_rates: np.ndarray,
     live_time: np.ndarray,
     rng: np.random.Generator,
+    n_channels: int,
     dtype=np.uint32,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Poisson counting like :class:`~dwellwise.simulators.detector.PoissonSDD` (preset live
@@ -227,8 +228,7 @@ def count_with_truth(
     row = np.concatenate(rows) if rows else np.zeros(0, np.int32)
     chan = np.concatenate(channels).astype(np.int32) if channels else np.zeros(0, np.int32)
     data = np.ones(row.size, dtype=np.uint32)
-    n_chan = sampler._n_chan
-    counts = sp.coo_matrix((data, (row, chan)), shape=(n_pix, n_chan)).toarray()
+    counts = sp.coo_matrix((data, (row, chan)), shape=(n_pix, n_channels)).toarray()
     if dtype != np.uint32:
         if counts.max(initial=0) > np.iinfo(dtype).max:
             raise OverflowError(f"a channel holds more counts than {np.dtype(dtype)} can")
@@ -276,7 +276,7 @@ class PixelSimulator:
 
     def carriers(self, family: str) -> np.ndarray:
         """Indices of top-layer pigments that contain the family's element."""
-        z = groups_for_element_z(family)
+        z = family_z(family)
         return np.array([i for i in self.top if z in self.pigments[i].mass_fractions()])
 
     def layer_masses(
@@ -330,7 +330,9 @@ class PixelSimulator:
             intensity = rng.uniform(*self.recipe.intensity, size=m)
             rates = self.stack.component_rates(masses, intensity)
             live = _log_uniform(rng, self.recipe.live_time_s, m)
-            c, photons = count_with_truth(self.sampler, rates, live, rng, dtype=np.uint16)
+            c, photons = count_with_truth(
+                self.sampler, rates, live, rng, self.axis.channels, dtype=np.uint16
+            )
             counts.append(c)
             live_all.append(live)
             detected.append(family_sums(self.model, photons, self.names).T / live[:, None])
@@ -345,7 +347,7 @@ class PixelSimulator:
         )
 
 
-def groups_for_element_z(family: str) -> int:
+def family_z(family: str) -> int:
     """Atomic number of a family label such as ``Fe_K``."""
     return line_group(family).z
 
@@ -411,7 +413,9 @@ def _acquire(
     n = shape[0] * shape[1]
     rates = component_rates.reshape(model.n_components, n)
     live = np.full(n, live_time_s)
-    counts, photons = count_with_truth(ChannelSampler(model.basis), rates, live, rng)
+    counts, photons = count_with_truth(
+        ChannelSampler(model.basis), rates, live, rng, model.axis.channels
+    )
     detected = (family_sums(model, photons, names) / live_time_s).reshape(len(names), *shape)
     expected = family_sums(model, rates, names).reshape(len(names), *shape)
     return counts, live, detected, expected
@@ -512,7 +516,7 @@ def carrier_check() -> dict[str, int]:
     sim_pigments = palette()
     out = {}
     for family in TARGETS:
-        z = groups_for_element_z(family)
+        z = family_z(family)
         out[family] = sum(1 for p in sim_pigments if "top" in p.role and z in p.mass_fractions())
     return out
 

@@ -3,7 +3,7 @@
 The recipe (:class:`TrainingRecipe`, recorded in the weights' json): ``n_train`` random
 layered-paint pixels and ``n_val`` validation pixels from two independent streams of the seed
 (:mod:`dwellwise.models.map_data`), Adam (learning rate 1e-3 as in paper 002) with a cosine decay
-over ten epochs instead of the thesis's 1000 epochs with early stopping; a warm-up of three epochs
+over twelve epochs instead of the thesis's 1000 epochs with early stopping; a warm-up of three epochs
 on the mean squared error of the standardised count shares, then the adaptive L1 loss on the
 detected counts of every output family; the weights of the epoch with the lowest validation
 (adaptive L1) loss. Then the held-out figures (:func:`heldout_figures`) on scenes no network sees
@@ -54,11 +54,11 @@ Log = Callable[[str], None]
 class TrainingRecipe(BaseModel):
     """Data and optimisation of one training run."""
 
-    n_train: int = Field(default=80_000, ge=16)
+    n_train: int = Field(default=200_000, ge=16)
     """Training pixels (one spectrum each)."""
     n_val: int = Field(default=16_384, ge=16)
     """Validation pixels (best-epoch selection)."""
-    epochs: int = Field(default=10, ge=1)
+    epochs: int = Field(default=12, ge=1)
     """Passes over the training pixels."""
     warmup_epochs: int = Field(default=3, ge=0)
     """First epochs minimise the mean squared error of the standardised shares (counts of a
