@@ -24,8 +24,12 @@ scored). Two criteria:
   counts only. Its minimum picks the smoother that allocates best, which is not the one that
   estimates ψ best in a squared-error sense: over-estimating a dark pixel wastes dwell on it, and
   a width that leaves most pixels with no counts in reach piles the dwell onto a few noisy ones.
-  The candidate ``σ = inf`` is the blind global mean (every pixel the same estimate: the uniform
-  map), so a map too faint to allocate from falls back to uniform by itself. With several
+  The candidate ``σ = inf`` is the global mean rate ``Σ_j X_j / Σ_j t0_j``, the same for every
+  pixel, whose dwell map is exactly uniform, so a map too faint to allocate from falls back to
+  uniform by itself. (It keeps the pixel's own count: a constant allocates the same dwell
+  whatever the counts. The blind global mean ``Σ_{j≠i}`` would not: on a map of 83 counts in
+  all it lowered each counting pixel's estimate by ~1 %, steering dwell away from exactly the
+  bright pixels, 0.22 of the oracle's gain below uniform.) With several
   channels (weights w) the loss is ``mean_i Σ_c w_c X_ci / (t0_i (t0_i + t_i))`` with t from
   ``Σ_c w_c ψ̂_c``; each channel's σ is chosen with the others fixed (coordinate descent).
 * **Anscombe prediction loss** (no ``allocate``): ``mean((A(X_i) − E[A(X) | t0_i ψ̂_i])²)`` with
@@ -48,7 +52,7 @@ from dwellwise.models.transforms import anscombe
 from scipy import ndimage, stats
 
 DEFAULT_SIGMAS: tuple[float, ...] = (0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, float("inf"))
-"""Candidate kernel widths, pixels: a √2 grid, and ``inf`` for the blind global mean."""
+"""Candidate kernel widths, pixels: a √2 grid, and ``inf`` for the global mean (uniform map)."""
 
 Allocator = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``allocate(score, t0) -> t``: the dwell map (seconds) the policy gives a score map (counts/s)
@@ -73,11 +77,13 @@ def _centre_weight(sigma: float) -> float:
 def blind_sum(image: np.ndarray, sigma: float) -> np.ndarray:
     """``Σ_{j≠i} K_ij image_j`` over in-image neighbours j (Gaussian K of width σ pixels).
 
-    ``σ = inf`` means equal weights over the whole image: ``Σ_j image_j − image_i``.
+    ``σ = inf`` means equal weights over the whole image *including* pixel i, ``Σ_j image_j`` at
+    every pixel: not blind, but a constant, so the rate it gives (the global mean) allocates a
+    uniform map that depends on no count.
     """
     image = np.asarray(image, dtype=np.float64)
     if np.isinf(sigma):
-        return image.sum() - image
+        return np.full(image.shape, image.sum())
     smooth = ndimage.gaussian_filter(image, sigma, truncate=TRUNCATE, mode="constant", cval=0.0)
     return smooth - _centre_weight(sigma) * image
 

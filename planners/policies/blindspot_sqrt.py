@@ -11,7 +11,7 @@
    with c set so that ``mean(t) = mean_dwell`` exactly (:func:`dwellwise.planners.waterfill`).
 
 **Width per element, adapted to the count level.** The width σ of each element's kernel is chosen
-from ``sigmas`` (a √2 grid of 0.5-4 px and ``inf``, the blind global mean, i.e. the uniform map)
+from ``sigmas`` (a √2 grid of 0.5-4 px and ``inf``, the global mean, i.e. the uniform map)
 by the allocation loss ``V̂(σ) = mean_i Σ_c w_c X_ci / (t0_i (t0_i + t_i(σ)))``: an unbiased
 estimate, from the first-pass counts alone, of the second-pass variance ``mean_i Σ_c w_c ψ_ci /
 (t0_i + t_i)`` that the dwell map ``t(σ)`` of step 2 would leave (``E[X_ci] = ψ_ci t0_i`` and

@@ -21,7 +21,10 @@
 
 Options: ``deadline`` (seconds, default :data:`dwellwise.models.n2v.DEFAULT_DEADLINE`),
 ``steps`` (maximum training steps), ``device`` (``"cuda"``/``"cpu"``; default CUDA when
-available). The device and training time of the last call are in
+available), ``folds`` (cross-fitting folds, default 3; 1 trains one network on every pixel, which
+lets a pixel's own count steer its dwell through the weights: on the development scenes of
+``dwellwise bench dwell`` that scored a mean efficiency of 0.809 against 0.778 with 3 folds, at a
+bias of −0.16 ± 0.02 % on average over the 75 cases and −0.86 ± 0.22 % on a faint map). The device and training time of the last call are in
 :data:`dwellwise.models.n2v.last_training_report`, the blend and the losses in
 :data:`last_blend`.
 """
@@ -58,6 +61,11 @@ def n2v_sqrt(problem: DwellProblem) -> np.ndarray:
     config = n2v.N2VConfig()
     if "steps" in opts:
         config = dataclasses.replace(config, steps=int(opts["steps"]))
+    if "folds" in opts:
+        folds = int(opts["folds"])
+        if folds < 1:
+            raise ValueError(f"n2v-sqrt option folds must be ≥ 1, got {opts['folds']!r}")
+        config = dataclasses.replace(config, folds=folds)
     active = problem.weights > 0
     if not np.any(active):
         return np.full(problem.t0.shape, problem.mean_dwell)

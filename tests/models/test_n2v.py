@@ -119,6 +119,12 @@ def test_policy_falls_back_on_the_kernel_estimate_when_the_network_did_not_train
     assert t[rate > 1000].mean() > 1.3 * t[rate < 1000].mean()
 
 
+def test_policy_rejects_a_bad_fold_count():
+    _, x = _scene(seed=3)
+    with pytest.raises(ValueError, match="folds must be ≥ 1, got 0"):
+        allocate_dwell(x, 0.005, 0.005, policy="n2v-sqrt", folds=0)
+
+
 def test_deadline_is_honoured():
     rng = np.random.default_rng(0)
     x = rng.poisson(3.0, (128, 128)).astype(float)
