@@ -1,0 +1,51 @@
+"""bench element-maps: tables and the goal verdicts from held-out figures."""
+
+from __future__ import annotations
+
+from dwellwise.benchmarks.element_maps import element_table, summary_table, verdict, z_table
+from dwellwise.models.element_nets import TARGETS
+from dwellwise.models.map_metrics import ElementSummary
+
+
+def _summary(ssim: float, pearson: float, absent: tuple[str, ...] = ()) -> dict:
+    out = {}
+    for name in TARGETS:
+        scenes = 0 if name in absent else 3
+        value = float("nan") if scenes == 0 else None
+        out[name] = ElementSummary(
+            scenes=scenes,
+            ssim=value if value is not None else ssim,
+            pearson=value if value is not None else pearson,
+            slope=value if value is not None else 1.0,
+            z=(0.9, 0.1, 0.0, 0.0),
+        )
+    return out
+
+
+def _figures(net_ssim: float, base_ssim: float) -> dict:
+    net = _summary(net_ssim, 0.995, absent=("S_K",))
+    base = _summary(base_ssim, 0.99, absent=("S_K",))
+    return {
+        "1DCNN+": {"expected": net, "detected": net},
+        "linear fit": {"expected": base, "detected": base},
+    }
+
+
+def test_verdict_marks_goals_met_and_not_met() -> None:
+    good = verdict(_figures(0.985, 0.97), speed=25_000)
+    assert all("NOT met" not in line for line in good)
+    assert any("S_K" in line for line in good)  # a target never present is named
+    bad = verdict(_figures(0.95, 0.97), speed=10_000)
+    text = "\n".join(bad)
+    assert "mean SSIM 0.950 (NOT met" in text
+    assert "-0.020 SSIM (NOT met: ≥ −0.01)" in text
+    assert "10,000 spectra/s (NOT met" in text
+
+
+def test_tables_list_every_target_and_method() -> None:
+    figures = _figures(0.9, 0.8)
+    table = element_table(figures, "expected", "ssim")
+    assert table.count("\n") == len(TARGETS) + 2  # header, rule, 12 rows, mean
+    assert "| S_K | 0 | – | – |" in table
+    assert "**0.900**" in table and "**0.800**" in table
+    assert "1DCNN+" in summary_table(figures) and "linear fit" in z_table(figures, "detected")
