@@ -41,6 +41,19 @@ against the oracle, relative bias with its standard error, and the wall time of 
   options its result (deterministic for the seed) is reused rather than recomputed; the row's
   ``runs_as`` names the delegate.
 
+**What limits the efficiency** (measured with this module; the numbers are in RESULTS.md and
+the policies' docstrings). An allocation that leaves the pooled estimate unbiased may not let a
+pixel's own count choose its dwell, so it can only know what the neighbours say. Given the
+neighbours *without noise* (the truth in place of the counts), water-filling on the best blind
+Gaussian smoother of 0.5-2 px reaches a mean efficiency of 0.81 on the development scenes (0.79
+and 0.78 on the two held-out sets; worst cases 0.53, −0.20, 0.14), a cross-fitted blind-spot
+network trained on noise-free counts 0.81 as well, and only 22-28 % of the cases reach 0.9 even
+then: the simulated paintings carry much of their contrast in single pixels, 1-px lines and
+sharp edges that no neighbourhood predicts, and the oracle's gain comes largely from them.
+The first-pass noise costs another 0.03-0.09 (most at 2+8 ms). Allocations that use the pixel's
+own count get past the ceiling only by biasing the estimate (``paper-unet``, a single network
+trained on every pixel: up to −6 % and −14 % on faint maps).
+
 ``scenes`` are ``(name, element_names, rates)`` with ``rates`` ``(C, H, W)`` counts/s.
 :func:`synthetic_scenes` builds a few from scikit-image sample pictures for development.
 """
