@@ -533,7 +533,9 @@ def _close(readback: Any, value: float) -> bool:
 def _describe(exc: BaseException, timeout_s: float, what: str, connected: bool = True) -> str:
     """A person's words for a Channel Access failure."""
     name = type(exc).__name__
-    if not connected or "Connection" in name or "Disconnected" in name:
+    # a socket torn down under a write (BrokenPipe, reset, refused) is a lost IOC too
+    lost = isinstance(exc, ConnectionError) or "Connection" in name or "Disconnected" in name
+    if not connected or lost:
         return f"not connected (IOC gone or unreachable within {timeout_s:g} s)"
     if isinstance(exc, TimeoutError) or "Timeout" in name:
         return f"no reply to a {what} within {timeout_s:g} s (IOC not answering)"

@@ -347,3 +347,16 @@ def test_resuming_a_file_recorded_on_another_calibration_is_refused(sdd, tmp_pat
     with pytest.raises(ValueError, match="resume with the calibration the scan started with"):
         sdd.prepare(CubeSetup(path=path, shape=(2, 2), pixel_size=0.5, resume=True))
     assert sdd.writer is None
+
+
+def test_a_socket_torn_down_under_a_write_reads_as_a_lost_ioc():
+    # CI saw the IOC's socket close between the connect and the write: a BrokenPipeError
+    from dwellwise.drivers.epics import _describe
+
+    for exc in (
+        BrokenPipeError(32, "Broken pipe"),
+        ConnectionResetError(),
+        ConnectionRefusedError(),
+    ):
+        assert _describe(exc, 2.0, "write").startswith("not connected (IOC gone")
+    assert _describe(TimeoutError(), 2.0, "write").startswith("no reply to a write")
