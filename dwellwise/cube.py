@@ -191,12 +191,7 @@ class CubeWriter:
             data["real_time"][row] = sum(p["real_time"][row] for p in passes)
         else:  # a file from before per-pass real time
             data["real_time"][row] = data["real_time"][row] + real_time
-        csum = np.concatenate(  # ROI counts of this pass only
-            [np.zeros((counts.shape[0], 1), np.uint64), np.cumsum(counts, axis=1, dtype=np.uint64)],
-            axis=1,
-        )
-        lo, hi = self.roi_windows[:, 0], self.roi_windows[:, 1] + 1
-        roi = (csum[:, hi] - csum[:, lo]).T
+        roi = roi_sums(counts, self.roi_windows)  # of this pass only
         g["roi_counts"][:, row, :] = roi
         if planned_dwell is not None:
             g["dwell_planned"][row] = planned_dwell
@@ -213,6 +208,15 @@ class CubeWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def roi_sums(counts: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """ROI counts ``(C, W)`` of spectra ``(W, E)`` over inclusive channel ``windows`` ``(C, 2)``
+    (windows are narrow: summing each slice beats a cumulative sum over every channel)."""
+    out = np.empty((len(windows), counts.shape[0]), dtype=np.uint64)
+    for c, (lo, hi) in enumerate(windows):
+        out[c] = counts[:, lo : hi + 1].sum(axis=1, dtype=np.uint64)
+    return out
 
 
 @dataclass

@@ -71,6 +71,9 @@ SIGMAS: tuple[float, ...] = (0.7, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 DEFAULT_DEADLINE = 20.0
 """Default training deadline, seconds."""
 MIN_USEFUL_STEPS = 60
+MIN_DEADLINE_S = 1.0
+"""``auto`` does not try the network with a shorter deadline: the first use of torch and the
+measurement of the step time (:func:`estimate_training_time`) would themselves eat it."""
 """Training shorter than this many steps is not worth it (``auto`` then uses the fallback)."""
 CPU_THREADS = 1
 """Torch threads on the CPU: more threads collapse when other processes share the cores, and a
@@ -318,4 +321,6 @@ def n2v_fits_deadline(shape: tuple[int, ...], deadline: float | None) -> bool:
     """Whether at least :data:`MIN_USEFUL_STEPS` training steps fit in ``deadline`` seconds
     (``None`` means :data:`DEFAULT_DEADLINE`). Training beyond that is cut at the deadline."""
     deadline = DEFAULT_DEADLINE if deadline is None else float(deadline)
+    if deadline < MIN_DEADLINE_S:
+        return False
     return estimate_training_time(shape, steps=MIN_USEFUL_STEPS) <= deadline

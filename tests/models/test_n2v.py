@@ -140,3 +140,12 @@ def test_deadline_is_honoured():
 def test_fits_deadline_uses_timing():
     assert n2v.n2v_fits_deadline((16, 16), 60.0)
     assert not n2v.n2v_fits_deadline((16, 16), 1e-6)
+
+
+def test_a_short_deadline_is_refused_without_measuring(monkeypatch):
+    # the measurement itself (torch's first use, a 4-step training) would eat a sub-second deadline
+    def measured(*a, **k):
+        raise AssertionError("estimate_training_time ran for a deadline under MIN_DEADLINE_S")
+
+    monkeypatch.setattr(n2v, "estimate_training_time", measured)
+    assert not n2v.n2v_fits_deadline((64, 64), 0.5 * n2v.MIN_DEADLINE_S)
