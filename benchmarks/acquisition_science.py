@@ -322,7 +322,8 @@ def science_tables(rows: Sequence[dict]) -> str:
         "sqrt(Σ_c MSE_c / ψ̄_c), the objective these weights minimise; live = mean live time per "
         "pixel, all passes, raster / adaptive; gain at equal live time = gain × sqrt(live raster "
         "/ live adaptive), what the allocation alone gives; oracle bound = the most any "
-        "allocation can give at equal live time)\n",
+        "allocation can give at equal live time, in expectation: one scan per case, whose RMSE "
+        "scatters by a few % where a faint element sits in few pixels)\n",
         markdown_table(
             [
                 "scene",
