@@ -28,3 +28,29 @@ def test_many_elements_spread_over_the_picture_flatten_the_default_score():
     rates = np.stack([a + 1.0, b + 1.0])
     assert oracle_gain(rates[0]) > 1.25
     assert oracle_gain(relative_score(rates)) == pytest.approx(1.0)
+
+
+def test_a_tiny_science_run_fills_both_tables(tmp_path):
+    from dwellwise.benchmarks.acquisition_science import run_science_benchmark, science_tables
+
+    rows = run_science_benchmark(
+        [("astronaut", 0)],
+        (6, 16),
+        workers=0,
+        budget_per_pixel=0.3,
+        speedup=20.0,
+        targets=("Pb_L", "Xx_K"),
+    )
+    assert [(r["method"], r["target"]) for r in rows] == [
+        ("raster", ""),
+        ("auto", ""),
+        ("auto", "Pb_L"),
+        ("auto", "Xx_K"),
+    ]
+    assert all(r["error"] == "" for r in rows), rows
+    assert rows[-1]["absent"]  # an element the scene lacks is skipped, not an error
+    for r in rows[:3]:
+        assert r["used"] <= r["budget"] and r["unmeasured"] == 0 and r["consistent"]
+    text = science_tables(rows)
+    assert "| astronaut | no | Pb_L |" in text
+    assert "(scene, element) cases" in text and "oracle bounds" in text
