@@ -143,11 +143,12 @@ class CubeWriter:
     ) -> None:
         """Record the instrument time the scan has used so far (for resuming after a crash), and
         when given, as the end time of ``row`` of ``pass_number`` (the scan's timeline)."""
-        if "entry/budget_used_s" in self._f:
-            self._f["entry/budget_used_s"][()] = float(seconds)
-        timeline = f"entry/passes/{pass_number}/row_end_s"
-        if row is not None and timeline in self._f:
-            self._f[timeline][row] = float(seconds)
+        used = self._dataset("entry/budget_used_s")
+        if used is not None:
+            used[()] = float(seconds)
+        timeline = self._dataset(f"entry/passes/{pass_number}/row_end_s")
+        if row is not None and timeline is not None:
+            timeline[row] = float(seconds)
         self._f.flush()
 
     def set_planned_dwell(self, pass_number: int, dwell: np.ndarray) -> None:
@@ -173,31 +174,44 @@ class CubeWriter:
     ) -> np.ndarray:
         """Add one measured row ``(W, E)`` to the cube and mark it complete for this pass;
         returns the row's ROI counts ``(C, W)``."""
-        g = self._f[f"entry/passes/{pass_number}"]
-        if g["rows_complete"][row]:
+        ds = self._dataset
+        p = f"entry/passes/{pass_number}/"
+        if ds(p + "rows_complete")[row]:
             raise ValueError(f"row {row} of pass {pass_number} is already recorded")
-        data = self._f["entry/data"]
         counts = np.asarray(counts, dtype=np.uint32)
-        total = counts + data["counts"][row] if pass_number > 1 else counts
-        data["counts"][row] = total
+        total = counts + ds("entry/data/counts")[row] if pass_number > 1 else counts
+        ds("entry/data/counts")[row] = total
         # per pass first, then the sums recomputed from the passes: writing a row again after a
         # crash part-way through this method gives the same sums (no read-modify-write)
-        g["live_time"][row] = live_time
-        if "real_time" in g:
-            g["real_time"][row] = real_time
-        passes = [self._f[f"entry/passes/{n}"] for n in self._f["entry/passes"]]
-        data["live_time"][row] = sum(p["live_time"][row] for p in passes)
-        if all("real_time" in p for p in passes):
-            data["real_time"][row] = sum(p["real_time"][row] for p in passes)
+        ds(p + "live_time")[row] = live_time
+        if ds(p + "real_time") is not None:
+            ds(p + "real_time")[row] = real_time
+        passes = [f"entry/passes/{n}/" for n in self._pass_numbers()]
+        ds("entry/data/live_time")[row] = sum(ds(q + "live_time")[row] for q in passes)
+        if all(ds(q + "real_time") is not None for q in passes):
+            ds("entry/data/real_time")[row] = sum(ds(q + "real_time")[row] for q in passes)
         else:  # a file from before per-pass real time
-            data["real_time"][row] = data["real_time"][row] + real_time
+            ds("entry/data/real_time")[row] = ds("entry/data/real_time")[row] + real_time
         roi = roi_sums(counts, self.roi_windows)  # of this pass only
-        g["roi_counts"][:, row, :] = roi
+        ds(p + "roi_counts")[:, row, :] = roi
         if planned_dwell is not None:
-            g["dwell_planned"][row] = planned_dwell
-        g["rows_complete"][row] = True
+            ds(p + "dwell_planned")[row] = planned_dwell
+        ds(p + "rows_complete")[row] = True
         self._f.flush()
         return roi
+
+    def _dataset(self, name: str) -> h5py.Dataset | None:
+        """The dataset at ``name`` (None if the file lacks it), looked up once: a row writes
+        a dozen datasets, and each path lookup costs about as much as a small write."""
+        cache = self.__dict__.setdefault("_datasets", {})
+        if name not in cache:
+            cache[name] = self._f[name] if name in self._f else None
+        return cache[name]
+
+    def _pass_numbers(self) -> list[str]:
+        if "_passes" not in self.__dict__:
+            self._passes = sorted(self._f["entry/passes"], key=int)
+        return self._passes
 
     def close(self) -> None:
         if self._f.id.valid:
