@@ -103,8 +103,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     try:
         RE(plan)
     except RunEngineInterrupted:
-        print("\ninterrupted: aborting the scan; every completed row stays in the file",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: aborting the scan; every completed row stays in the file",
+            file=sys.stderr,
+        )
         RE.abort("interrupted from the command line")
     used = (time.perf_counter() - start) * bl.clock.speedup
     _print_summary(out, used, args.budget)
@@ -149,7 +151,18 @@ def _print_summary(path: Path, used_s: float, budget_s: float) -> None:
             rates = estimated_roi_rates(f)
             truth = f["entry/truth/roi_rates"][...]
             rmse = np.sqrt(np.mean((rates - truth) ** 2, axis=(1, 2)))
-            print(f"  ROI-rate RMSE against the truth, summed over elements: {rmse.sum():.4g} counts/s")
+            mean = truth.mean(axis=(1, 2))
+            elements = [
+                e.decode() if isinstance(e, bytes) else str(e)
+                for e in f["entry/truth/elements"][...]
+            ]
+            print("  ROI-rate RMSE against the truth, counts/s (% of the element's mean rate):")
+            parts = [
+                f"{el} {r:.4g} ({100 * r / m:.1f} %)" if m > 0 else f"{el} {r:.4g}"
+                for el, r, m in zip(elements, rmse, mean, strict=True)
+            ]
+            for i in range(0, len(parts), 4):
+                print("    " + ", ".join(parts[i : i + 4]))
 
 
 def estimated_roi_rates(f: h5py.File) -> np.ndarray:
