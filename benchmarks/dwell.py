@@ -69,7 +69,7 @@ import numpy as np
 from dwellwise.models.metrics import bias, efficiency, gain_over_uniform, pooled_estimate
 from dwellwise.planners import allocate_dwell, list_policies
 from dwellwise.planners.policies import DwellProblem
-from dwellwise.planners.policies.auto import choose
+from dwellwise.planners.policies.auto import choose, delegate_options
 
 Scene = tuple[str, Sequence[str], np.ndarray]
 DEFAULT_SPLITS: tuple[tuple[float, float], ...] = ((0.002, 0.008), (0.005, 0.005), (0.007, 0.003))
@@ -169,7 +169,7 @@ def run_dwell_benchmark(
                             opts["rates"] = psi
                         if name == "auto":
                             runs_as[name] = _delegate(x0, t0, t1, opts)
-                            same = policy_options.get(runs_as[name], {}) == opts
+                            same = policy_options.get(runs_as[name], {}) == delegate_options(opts)
                             if same and runs_as[name] in done:
                                 done[name] = done[runs_as[name]]
                         if name not in done:

@@ -24,13 +24,16 @@ Anscombe-transformed counts followed by the Makitalo-Foi inverse was measured on
 benchmark scenes to allocate no better (mean efficiency 0.882 vs 0.880), so the Anscombe transform
 enters only :func:`dwellwise.models.blindspot.select_sigma` (the criterion without an allocation).
 
-Options: ``sigmas`` (sequence of candidate widths, px; one value fixes σ).
+Options: ``sigmas`` (sequence of candidate widths, px; one value fixes σ); ``bias_budget``
+(relative, default 0: neighbours only) lets each pixel's own count steer its dwell as far as that
+predicted bias allows (:mod:`dwellwise.planners.own_counts`; ``auto`` uses 0.5 %).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from dwellwise.models.blindspot import DEFAULT_SIGMAS, estimate_rates
+from dwellwise.planners.own_counts import shrink_to_own_counts
 from dwellwise.planners.policies import DwellProblem, register
 from dwellwise.planners.waterfill import waterfill_sqrt
 from dwellwise.planners.weights import weighted_score
@@ -53,8 +56,12 @@ def blindspot_sqrt(problem: DwellProblem) -> np.ndarray:
     if not np.any(active):
         return np.full(problem.t0.shape, problem.mean_dwell)
     w = problem.weights[active]
-    rates, _ = estimate_rates(problem.counts[active], problem.t0, sigmas,
-                              allocate=allocator(problem), weights=w)
+    counts = problem.counts[active]
+    rates, _ = estimate_rates(counts, problem.t0, sigmas, allocate=allocator(problem), weights=w)
+    rates = shrink_to_own_counts(
+        rates, counts, problem.t0, w, allocator(problem), (problem.min_dwell, problem.max_dwell),
+        bias_budget=float(problem.options.get("bias_budget", 0.0)),
+    )
     score = weighted_score(rates, w)
     return waterfill_sqrt(score, problem.t0, problem.mean_dwell, problem.min_dwell,
                           problem.max_dwell)

@@ -10,6 +10,7 @@ from dwellwise.benchmarks.dwell import (
 )
 from dwellwise.models.metrics import pooled_estimate
 from dwellwise.planners import allocate_dwell, waterfill_sqrt
+from dwellwise.planners.own_counts import DEFAULT_BIAS_BUDGET
 
 
 def make_scenes():
@@ -105,9 +106,12 @@ def test_auto_reuses_its_delegate():
     scenes = make_scenes()[:1]
     rows = run_dwell_benchmark(
         scenes, splits=((0.002, 0.008),), policies=["blindspot-sqrt", "auto"], seed=1,
-        policy_options={"auto": {"deadline": 0.0}},  # no training fits: auto is blindspot-sqrt
+        policy_options={
+            "auto": {"deadline": 0.0},  # no training fits: auto is blindspot-sqrt
+            "blindspot-sqrt": {"deadline": 0.0, "bias_budget": DEFAULT_BIAS_BUDGET},
+        },
     )
-    # Options differ from blindspot-sqrt's ({}), so auto ran by itself, with the same result.
+    # blindspot-sqrt ran with the options auto hands it, so auto reused its result.
     by = {(r["element"], r["policy"]): r for r in rows}
     for element in ("Pb L", "Fe K"):
         assert by[element, "auto"]["runs_as"] == "blindspot-sqrt"

@@ -1,0 +1,159 @@
+"""Own-count shrinkage under a bias budget: a pixel's own first-pass count steers its dwell as far
+as the pooled estimate's bias allows.
+
+A neighbour-only rate estimate ψ̂ keeps the pooled estimate ``(X0 + X1)/(t0 + t)`` unbiased, but it
+cannot see what no neighbourhood predicts: single bright pixels, 1-px lines, sharp edges (the
+ceiling of neighbour-only allocation on the simulated paintings is a mean efficiency of ~0.81,
+see :mod:`dwellwise.benchmarks.dwell`). Blending in the pixel's own rate,
+
+    ψ̃_ci = (1 − a_ci) ψ̂_ci + a_ci X0_ci / t0_i,     a_ci = β · D_ci / (D_ci + ψ̂_ci / t0_i),
+
+trusts the own count where the neighbourhood is a poor guide. ``D_ci`` is the variance of the
+neighbours' own rates around pixel i beyond their counting noise (blind: pixel i's count is not
+in it), the empirical-Bayes weight of the own rate (noise variance ψ/t0) against a neighbourhood
+that varies by D; β ∈ (0, 1] scales it.
+
+The dwell now grows with X0_ci, which biases the pooled estimate by ``E[(X0 − λ)/T(X0)]`` per
+pixel (``λ = ψ t0``, ``T = t0 + t``). With the water level and every other pixel held fixed, T is
+a known function of X0 (water-filling on the blended score), so the bias is the Poisson
+expectation of ``(k − λ)/T(k)``: summed over the pmf for λ under :data:`POISSON_SUM_BELOW`
+counts, by Gauss-Hermite quadrature over the normal approximation above, with the blended rate
+as λ (plug-in). The relative bias of element c is the sum over pixels over Σ_i ψ̂_ci. β is the
+largest of :data:`STRENGTHS` whose predicted ``max_c |bias_c|`` stays within the budget (none: the
+neighbour-only estimate itself, as with a budget of 0).
+
+Measured with ``bench dwell`` (blind-spot kernel estimate, budget 0.5 %): mean efficiency
+0.764 → 0.857 on the development scenes, 0.759 → 0.855 and 0.728 → 0.812 on the two held-out
+sets, with no case whose |bias| exceeds 1 % by more than two standard errors (mean bias −0.3 %);
+0.1-0.2 s more per 64×64 map.
+A variability D taken from the residuals ``(X0_k/t0 − ψ̂_k)²`` instead scored higher (0.88) but
+leaked pixel i's count into its own share through ψ̂_k of its neighbours and broke the budget
+(−2 % on four development cases): every input of the share must be blind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from dwellwise.models.blindspot import blind_sum
+from dwellwise.planners.weights import weighted_score
+from scipy import stats
+
+DEFAULT_BIAS_BUDGET = 0.005
+"""Predicted relative bias the shrinkage may cost each element: half of the 1 % the product
+promises, leaving the other half for the prediction's plug-in error and for chance."""
+STRENGTHS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0)
+"""Candidate β, tried in order until the predicted bias exceeds the budget."""
+SHARE_SIGMA_PX = 1.0
+"""Width (σ, pixels) of the blind Gaussian window over which the neighbours' variability D is
+measured."""
+POISSON_SUM_BELOW = 60.0
+"""Expected counts under which the bias is summed over the Poisson pmf (else quadrature)."""
+CHUNK_PIXELS = 1 << 14
+"""Pixels whose count grids are evaluated at once (memory ~ 130 × 8 bytes per pixel)."""
+_HERMITE = np.polynomial.hermite_e.hermegauss(9)
+
+Allocate = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``allocate(score, t0) -> dwell``: the policy's water-filling (seconds)."""
+
+
+def _blind_mean(image: np.ndarray, sigma: float) -> np.ndarray:
+    norm = blind_sum(np.ones(image.shape), sigma)
+    return np.divide(blind_sum(image, sigma), norm, out=np.zeros(image.shape), where=norm > 0)
+
+
+def neighbourhood_share(rates: np.ndarray, counts: np.ndarray, t0: np.ndarray) -> np.ndarray:
+    """``D / (D + ψ̂/t0)`` ``(C, H, W)`` in [0, 1): the own rate's empirical-Bayes weight, from
+    blind neighbourhood statistics only (independent of each pixel's own count)."""
+    own = counts / t0[None]
+    out = np.empty_like(rates)
+    for c in range(len(rates)):
+        mean = _blind_mean(own[c], SHARE_SIGMA_PX)
+        spread = _blind_mean(own[c] * own[c], SHARE_SIGMA_PX) - mean * mean
+        noise = _blind_mean(counts[c] / (t0 * t0), SHARE_SIGMA_PX)
+        d = np.maximum(spread - noise, 0.0)
+        noise_own = np.maximum(rates[c], 1e-12) / t0
+        out[c] = d / (d + noise_own)
+    return out
+
+
+def predicted_bias(
+    rates: np.ndarray,
+    counts: np.ndarray,
+    share: np.ndarray,
+    weights: np.ndarray,
+    blended: np.ndarray,
+    dwell: np.ndarray,
+    t0: np.ndarray,
+    bounds: tuple[float, float],
+) -> np.ndarray:
+    """Relative bias ``(C,)`` of each element's pooled estimate when ``dwell`` came from
+    water-filling on the blended rates (module docstring); ``rates`` is the blind estimate,
+    ``counts`` the first pass it was blended with."""
+    lo, hi = bounds
+    score = weighted_score(blended, weights)
+    total = t0 + dwell
+    free = (dwell > lo * (1 + 1e-9) + 1e-15) & (dwell < hi * (1 - 1e-9))
+    out = np.zeros(len(rates))
+    if not free.any():
+        return out
+    level = float(np.median(total[free] / np.sqrt(np.maximum(score[free], 1e-300))))
+    t0_flat = np.broadcast_to(t0, score.shape).ravel()
+    for c in np.flatnonzero(weights > 0):
+        lam = (blended[c] * t0).ravel()
+        slope = (weights[c] * share[c]).ravel() / t0_flat  # score per count of X0_ci
+        base = score.ravel() - slope * counts[c].ravel()  # the score had X0_ci been 0
+        small = lam < POISSON_SUM_BELOW
+        bias = np.zeros(lam.size)
+        for pick, k, p in _count_grids(lam, small):
+            s = np.maximum(base[pick, None] + slope[pick, None] * k, 0.0)
+            t = np.clip(level * np.sqrt(s) - t0_flat[pick, None], lo, hi)
+            bias[pick] = np.sum(p * (k - lam[pick, None]) / (t0_flat[pick, None] + t), axis=1)
+        norm = float(rates[c].sum())
+        out[c] = bias.sum() / norm if norm > 0 else 0.0
+    return out
+
+
+def _count_grids(lam: np.ndarray, small: np.ndarray):
+    """``(pixels, counts k, weights p)`` to take E[f(X0)] over: the Poisson pmf for small λ,
+    Gauss-Hermite nodes of the normal approximation for the rest."""
+    k_small = np.arange(int(np.ceil(POISSON_SUM_BELOW + 8 * np.sqrt(POISSON_SUM_BELOW) + 10)) + 1.0)
+    nodes, w = _HERMITE
+    for part in range(0, lam.size, CHUNK_PIXELS):  # bounded memory on megapixel maps
+        window = slice(part, part + CHUNK_PIXELS)
+        pick = part + np.flatnonzero(small[window])
+        if pick.size:
+            yield pick, k_small[None, :], stats.poisson.pmf(k_small[None, :], lam[pick, None])
+        pick = part + np.flatnonzero(~small[window])
+        if pick.size:
+            k = lam[pick, None] + np.sqrt(lam[pick, None]) * nodes[None, :]
+            yield pick, k, (w / w.sum())[None, :]
+
+
+def shrink_to_own_counts(
+    rates: np.ndarray,
+    counts: np.ndarray,
+    t0: np.ndarray,
+    weights: np.ndarray,
+    allocate: Allocate,
+    bounds: tuple[float, float],
+    bias_budget: float = DEFAULT_BIAS_BUDGET,
+) -> np.ndarray:
+    """Rates ``(C, H, W)`` counts/s blended toward the own counts as far as ``bias_budget``
+    (relative, per element) allows; ``rates`` themselves when no strength fits or the budget is
+    0. ``rates`` must not depend on a pixel's own count (a blind-spot estimate)."""
+    if not bias_budget > 0:
+        return rates
+    own = counts / t0[None]
+    base_share = neighbourhood_share(rates, counts, t0)
+    best = rates
+    for beta in STRENGTHS:
+        share = beta * base_share
+        blended = rates + share * (own - rates)
+        dwell = allocate(weighted_score(blended, weights), t0)
+        bias = predicted_bias(rates, counts, share, weights, blended, dwell, t0, bounds)
+        if np.max(np.abs(bias)) > bias_budget:
+            break
+        best = blended
+    return best
