@@ -18,7 +18,7 @@ pixel (``λ = ψ t0``, ``T = t0 + t``). With the water level and every other pix
 a known function of X0 (water-filling on the blended score), so the bias is the Poisson
 expectation of ``(k − λ)/T(k)``: summed over the pmf for λ under :data:`POISSON_SUM_BELOW`
 counts, by Gauss-Hermite quadrature over the normal approximation above, with the blended rate
-as λ (plug-in). The relative bias of element c is the sum over pixels over Σ_i ψ̂_ci. β is the
+as λ (plug-in). β is found by bisection on the ladder (the bias grows with β). The relative bias of element c is the sum over pixels over Σ_i ψ̂_ci. β is the
 largest of :data:`STRENGTHS` whose predicted ``max_c |bias_c|`` stays within the budget (none: the
 neighbour-only estimate itself, as with a budget of 0).
 
@@ -38,7 +38,6 @@ from collections.abc import Callable
 import numpy as np
 from dwellwise.models.blindspot import blind_sum
 from dwellwise.planners.weights import weighted_score
-from scipy import stats
 
 DEFAULT_BIAS_BUDGET = 0.005
 """Predicted relative bias the shrinkage may cost each element: half of the 1 % the product
@@ -48,8 +47,9 @@ STRENGTHS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0)
 SHARE_SIGMA_PX = 1.0
 """Width (σ, pixels) of the blind Gaussian window over which the neighbours' variability D is
 measured."""
-POISSON_SUM_BELOW = 60.0
-"""Expected counts under which the bias is summed over the Poisson pmf (else quadrature)."""
+POISSON_SUM_BELOW = 10.0
+"""Expected counts under which the bias is summed over the Poisson pmf; above, Gauss-Hermite
+quadrature over the normal approximation (9 nodes)."""
 CHUNK_PIXELS = 1 << 14
 """Pixels whose count grids are evaluated at once (memory ~ 130 × 8 bytes per pixel)."""
 _HERMITE = np.polynomial.hermite_e.hermegauss(9)
@@ -124,11 +124,20 @@ def _count_grids(lam: np.ndarray, small: np.ndarray):
         window = slice(part, part + CHUNK_PIXELS)
         pick = part + np.flatnonzero(small[window])
         if pick.size:
-            yield pick, k_small[None, :], stats.poisson.pmf(k_small[None, :], lam[pick, None])
+            yield pick, k_small[None, :], _poisson_pmf(lam[pick], k_small)
         pick = part + np.flatnonzero(~small[window])
         if pick.size:
             k = lam[pick, None] + np.sqrt(lam[pick, None]) * nodes[None, :]
             yield pick, k, (w / w.sum())[None, :]
+
+
+def _poisson_pmf(lam: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``(N, K)`` pmf of Poisson(λ) at k = 0, 1, ..., K − 1, by the recursion p_k = p_(k−1) λ/k
+    (λ under :data:`POISSON_SUM_BELOW`, so exp(−λ) does not underflow)."""
+    steps = np.empty((lam.size, k.size))
+    steps[:, 0] = np.exp(-lam)
+    steps[:, 1:] = lam[:, None] / k[None, 1:]
+    return np.cumprod(steps, axis=1)
 
 
 def shrink_to_own_counts(
@@ -147,13 +156,20 @@ def shrink_to_own_counts(
         return rates
     own = counts / t0[None]
     base_share = neighbourhood_share(rates, counts, t0)
-    best = rates
-    for beta in STRENGTHS:
+
+    def blend(beta: float) -> tuple[np.ndarray, bool]:
         share = beta * base_share
         blended = rates + share * (own - rates)
         dwell = allocate(weighted_score(blended, weights), t0)
         bias = predicted_bias(rates, counts, share, weights, blended, dwell, t0, bounds)
-        if np.max(np.abs(bias)) > bias_budget:
-            break
-        best = blended
+        return blended, bool(np.max(np.abs(bias)) <= bias_budget)
+
+    best, lo, hi = rates, 0, len(STRENGTHS)  # STRENGTHS[:lo] fit, STRENGTHS[hi:] do not
+    while lo < hi:
+        mid = (lo + hi) // 2
+        blended, fits = blend(STRENGTHS[mid])
+        if fits:
+            best, lo = blended, mid + 1
+        else:
+            hi = mid
     return best
