@@ -50,9 +50,11 @@ and 0.78 on the two held-out sets; worst cases 0.53, −0.20, 0.14), a cross-fit
 network trained on noise-free counts 0.81 as well, and only 22-28 % of the cases reach 0.9 even
 then: the simulated paintings carry much of their contrast in single pixels, 1-px lines and
 sharp edges that no neighbourhood predicts, and the oracle's gain comes largely from them.
-The first-pass noise costs another 0.03-0.09 (most at 2+8 ms). Allocations that use the pixel's
-own count get past the ceiling only by biasing the estimate (``paper-unet``, a single network
-trained on every pixel: up to −6 % and −14 % on faint maps).
+The first-pass noise costs another 0.03-0.09 (most at 2+8 ms). Past that ceiling only the
+pixel's own count can go, and it biases the estimate (``paper-unet``, a single network trained on
+every pixel: up to −6 % and −14 % on faint maps) unless the bias is budgeted: ``auto`` lets the
+own count in with an empirical-Bayes weight scaled down until the predicted bias of each element
+is within 0.5 % (:mod:`dwellwise.planners.own_counts`), which takes it to ~0.86.
 
 ``scenes`` are ``(name, element_names, rates)`` with ``rates`` ``(C, H, W)`` counts/s.
 :func:`synthetic_scenes` builds a few from scikit-image sample pictures for development.
