@@ -9,10 +9,13 @@ the ROI counts of the summed spectra over the summed live time; its RMSE is take
 
 **The oracle bound.** With rates ψ known, one pass of mean dwell T minimises Σ_c w_c Σ_i ψ_ci / t_i
 at t_i ∝ sqrt(s_i), s = Σ_c w_c ψ_c, and beats a uniform pass of the same live time by the RMSE
-factor sqrt(mean(s) / mean(sqrt(s))²) (:func:`oracle_gain`). No allocation does better at equal
-live time, and a second pass costs live time (its turnarounds, software and compute), so where the
-bound is near 1 (a painting with many elements spread over it, all weighted alike) adaptive
-scanning cannot win, whatever the policy; the tables show the bound beside every gain.
+factor sqrt(mean(s) / mean(sqrt(s))²) (:func:`oracle_gain`). No dwell map fixed before the pass
+does better at equal live time, and a second pass costs live time (its turnarounds, software and
+compute), so where the bound is near 1 (a painting with many elements spread over it, all
+weighted alike) adaptive scanning cannot win by much. A dwell map that follows each pixel's own
+first-pass count (``auto``, :mod:`dwellwise.planners.own_counts`) can pass the bound a little: a
+pixel that counted high gets the longer second pass, which dilutes its upward error, at the
+price of a small negative bias. The tables show the bound beside every gain.
 """
 
 from __future__ import annotations
@@ -321,9 +324,10 @@ def science_tables(rows: Sequence[dict]) -> str:
         "**Default weights** (equal relative error over every element present; RMSE = "
         "sqrt(Σ_c MSE_c / ψ̄_c), the objective these weights minimise; live = mean live time per "
         "pixel, all passes, raster / adaptive; gain at equal live time = gain × sqrt(live raster "
-        "/ live adaptive), what the allocation alone gives; oracle bound = the most any "
-        "allocation can give at equal live time, in expectation: one scan per case, whose RMSE "
-        "scatters by a few % where a faint element sits in few pixels)\n",
+        "/ live adaptive), what the allocation alone gives; oracle bound = the most a dwell map "
+        "fixed before the pass can give at equal live time, in expectation (one that follows "
+        "each pixel's own count can pass it a little, see the module docstring); one scan per "
+        "case, whose RMSE scatters by a few % where a faint element sits in few pixels)\n",
         markdown_table(
             [
                 "scene",
