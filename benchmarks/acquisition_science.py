@@ -30,6 +30,8 @@ import h5py
 import numpy as np
 from dwellwise.benchmarks.acquisition import _map, run_plan
 
+from dwellwise.cube import decode_strings
+
 TARGETS = ("Pb_L", "Hg_L", "Fe_K", "Cu_K")
 """Marker elements of the commonest historical pigments (lead white, vermilion, iron earths,
 copper greens and blues): the elements an operator most often asks a scan to favour."""
@@ -127,9 +129,7 @@ def rate_estimate(path: str | Path) -> dict[str, Any]:
         counts = f["entry/data/counts"][...]
         live = f["entry/data/live_time"][...]
         truth = f["entry/truth/roi_rates"][...]
-        elements = [
-            e.decode() if isinstance(e, bytes) else str(e) for e in f["entry/truth/elements"][...]
-        ]
+        elements = decode_strings(f["entry/truth/elements"][...])
         passes = sorted(f["entry/passes"], key=int)
         stored = sum(f[f"entry/passes/{k}/roi_counts"][...].astype(np.float64) for k in passes)
         pass_live = sum(f[f"entry/passes/{k}/live_time"][...] for k in passes)

@@ -60,6 +60,8 @@ class CubeWriter:
         self.path = Path(path)
         self.shape = (h, w)
         self.roi_windows = np.asarray(roi_windows, dtype=np.int64)
+        self._datasets: dict[str, h5py.Dataset | None] = {}
+        self._passes: list[str] | None = None
         self._f = h5py.File(self.path, "w", libver="latest")
         f = self._f
         entry = f.create_group("entry")
@@ -135,6 +137,7 @@ class CubeWriter:
         self._f = f
         self.shape = tuple(f["entry/data/live_time"].shape)
         self.roi_windows = f["entry/rois/windows"][...].astype(np.int64)
+        self._datasets, self._passes = {}, None
         f.swmr_mode = True
         return self
 
@@ -203,13 +206,12 @@ class CubeWriter:
     def _dataset(self, name: str) -> h5py.Dataset | None:
         """The dataset at ``name`` (None if the file lacks it), looked up once: a row writes
         a dozen datasets, and each path lookup costs about as much as a small write."""
-        cache = self.__dict__.setdefault("_datasets", {})
-        if name not in cache:
-            cache[name] = self._f[name] if name in self._f else None
-        return cache[name]
+        if name not in self._datasets:
+            self._datasets[name] = self._f[name] if name in self._f else None
+        return self._datasets[name]
 
     def _pass_numbers(self) -> list[str]:
-        if "_passes" not in self.__dict__:
+        if self._passes is None:
             self._passes = sorted(self._f["entry/passes"], key=int)
         return self._passes
 
@@ -285,7 +287,7 @@ def read_cube(path: str | Path, *, load_counts: bool = True) -> Cube:
     if counts.ndim != 3:
         f.close()
         raise ValueError(f"{path}: /entry/data/counts must be (H, W, E), has shape {counts.shape}")
-    dec = _decode
+    dec = decode_strings
     passes = f.get("entry/passes", {})
     cube = Cube(
         counts=counts[...] if load_counts else counts,
@@ -312,5 +314,6 @@ def read_cube(path: str | Path, *, load_counts: bool = True) -> Cube:
     return cube
 
 
-def _decode(values: np.ndarray) -> list[str]:
+def decode_strings(values: np.ndarray) -> list[str]:
+    """A string dataset's values as ``str`` (h5py gives bytes or str by dtype)."""
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]

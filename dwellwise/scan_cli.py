@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from dwellwise.cliargs import UsageError, duration_arg, positive_float_arg, shape_arg
+from dwellwise.cube import decode_strings
 
 
 def add_scan_parser(sub) -> None:
@@ -152,10 +153,7 @@ def _print_summary(path: Path, used_s: float, budget_s: float) -> None:
             truth = f["entry/truth/roi_rates"][...]
             rmse = np.sqrt(np.mean((rates - truth) ** 2, axis=(1, 2)))
             mean = truth.mean(axis=(1, 2))
-            elements = [
-                e.decode() if isinstance(e, bytes) else str(e)
-                for e in f["entry/truth/elements"][...]
-            ]
+            elements = decode_strings(f["entry/truth/elements"][...])
             print("  ROI-rate RMSE against the truth, counts/s (% of the element's mean rate):")
             parts = [
                 f"{el} {r:.4g} ({100 * r / m:.1f} %)" if m > 0 else f"{el} {r:.4g}"

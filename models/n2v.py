@@ -71,10 +71,10 @@ SIGMAS: tuple[float, ...] = (0.7, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 DEFAULT_DEADLINE = 20.0
 """Default training deadline, seconds."""
 MIN_USEFUL_STEPS = 60
+"""Training shorter than this many steps is not worth it (``auto`` then uses the fallback)."""
 MIN_DEADLINE_S = 1.0
 """``auto`` does not try the network with a shorter deadline: the first use of torch and the
 measurement of the step time (:func:`estimate_training_time`) would themselves eat it."""
-"""Training shorter than this many steps is not worth it (``auto`` then uses the fallback)."""
 CPU_THREADS = 1
 """Torch threads on the CPU: more threads collapse when other processes share the cores, and a
 64×64 map gains nothing from them."""

@@ -18,15 +18,15 @@ pixel (``λ = ψ t0``, ``T = t0 + t``). With the water level and every other pix
 a known function of X0 (water-filling on the blended score), so the bias is the Poisson
 expectation of ``(k − λ)/T(k)``: summed over the pmf for λ under :data:`POISSON_SUM_BELOW`
 counts, by Gauss-Hermite quadrature over the normal approximation above, with the blended rate
-as λ (plug-in). β is found by bisection on the ladder (the bias grows with β). The relative bias of element c is the sum over pixels over Σ_i ψ̂_ci. β is the
-largest of :data:`STRENGTHS` whose predicted ``max_c |bias_c|`` stays within the budget (none: the
-neighbour-only estimate itself, as with a budget of 0).
+as λ (plug-in). The relative bias of element c is the sum over pixels over Σ_i ψ̂_ci. β is the
+largest of :data:`STRENGTHS` whose predicted ``max_c |bias_c|`` stays within the budget, found by
+bisection (the bias grows with β); none fitting leaves the neighbour-only estimate itself, as
+does a budget of 0.
 
 Measured with ``bench dwell`` (blind-spot kernel estimate, budget 0.5 %): mean efficiency
 0.764 → 0.857 on the development scenes, 0.759 → 0.855 and 0.728 → 0.812 on the two held-out
 sets, with no case whose |bias| exceeds 1 % by more than two standard errors (mean bias −0.3 %);
-0.1-0.2 s more per 64×64 map.
-A variability D taken from the residuals ``(X0_k/t0 − ψ̂_k)²`` instead scored higher (0.88) but
+~0.03 s more per 64×64 map. A variability D taken from the residuals ``(X0_k/t0 − ψ̂_k)²`` instead scored higher (0.88) but
 leaked pixel i's count into its own share through ψ̂_k of its neighbours and broke the budget
 (−2 % on four development cases): every input of the share must be blind.
 """
@@ -43,7 +43,7 @@ DEFAULT_BIAS_BUDGET = 0.005
 """Predicted relative bias the shrinkage may cost each element: half of the 1 % the product
 promises, leaving the other half for the prediction's plug-in error and for chance."""
 STRENGTHS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0)
-"""Candidate β, tried in order until the predicted bias exceeds the budget."""
+"""Candidate β, in increasing order (searched by bisection)."""
 SHARE_SIGMA_PX = 1.0
 """Width (σ, pixels) of the blind Gaussian window over which the neighbours' variability D is
 measured."""

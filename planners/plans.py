@@ -52,9 +52,10 @@ TAIL_SHARE = 0.03
 """...but the learned part of the end reserve takes at most this share of the budget."""
 COMPUTE_SHARE = 0.01
 """Default cap on the compute between passes, as a share of the budget left after the cheapest
-passes. The learned policy buys about 1 % of live time over ``blindspot-sqrt`` (``bench dwell``:
-+0.014 to +0.02 efficiency on a ~28 % oracle gain), so spending more than this on training loses
-on average; with less, ``auto`` answers with ``blindspot-sqrt`` at once and wastes nothing."""
+passes. Training the network buys about 1 % of live time over the kernel estimate (``bench
+dwell``: n2v-sqrt +0.014 to +0.02 efficiency over blindspot-sqrt on a ~28 % oracle gain), so
+spending more than this on it loses on average; with less, ``auto`` does not train (see
+:data:`dwellwise.models.n2v.MIN_DEADLINE_S`) and answers from the kernel estimate."""
 COMPUTE_CAP_S = 600.0
 """Default cap on the compute between passes, instrument seconds."""
 FALLBACK_COMPUTE_WALL_S = 0.05

@@ -56,12 +56,10 @@ def blindspot_sqrt(problem: DwellProblem) -> np.ndarray:
     if not np.any(active):
         return np.full(problem.t0.shape, problem.mean_dwell)
     w = problem.weights[active]
-    counts = problem.counts[active]
-    rates, _ = estimate_rates(counts, problem.t0, sigmas, allocate=allocator(problem), weights=w)
+    counts, allocate = problem.counts[active], allocator(problem)
+    rates, _ = estimate_rates(counts, problem.t0, sigmas, allocate=allocate, weights=w)
     rates = shrink_to_own_counts(
-        rates, counts, problem.t0, w, allocator(problem), (problem.min_dwell, problem.max_dwell),
+        rates, counts, problem.t0, w, allocate, (problem.min_dwell, problem.max_dwell),
         bias_budget=float(problem.options.get("bias_budget", 0.0)),
     )
-    score = weighted_score(rates, w)
-    return waterfill_sqrt(score, problem.t0, problem.mean_dwell, problem.min_dwell,
-                          problem.max_dwell)
+    return allocate(weighted_score(rates, w), problem.t0)
