@@ -121,6 +121,9 @@ class RowRecord:
     """Time the segment merging and speed rounding added to the row's time model, s."""
     rebuilds: int
     """Times the stream had to be built again after a lost or garbled reply."""
+    end_mm: float
+    """Planned end of the run-out, stage mm; the readback after the row was within two
+    microsteps of it."""
 
 
 class ZaberAxis(SoftPositioner):
@@ -705,7 +708,7 @@ class ZaberStage(Device):
                 pass_number=row.pass_number, row=row.row, width=row.width, segments=len(plan.segments),
                 queued_first=n_first, commands=self.link.stats.commands - n0, planned_s=planned_total,
                 measured_s=measured.finished - t_go, deviation_s=deviation, added_s=plan.added_s,
-                rebuilds=rebuilds,
+                rebuilds=rebuilds, end_mm=plan.end_mm,
             )
         )
         for listener in self._listeners:

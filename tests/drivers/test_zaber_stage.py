@@ -147,7 +147,10 @@ def test_fly_rows_follow_the_time_model_with_a_bounded_number_of_commands(stage)
         g = gates.finished[-1]
         assert (g.pass_number, g.row) == (1, k)
         assert np.all(g.real_time >= dwell * (1 - 1e-9))
-        assert stage.x.position == pytest.approx(stage.plan(row).end_mm, abs=1e-3)
+        # the plan is recorded: a re-plan now could differ (segment cost follows measured latency)
+        assert stage.x.position == pytest.approx(rec.end_mm, abs=1e-3)
+        last = row.x[0] if row.reverse else row.x[-1]
+        assert (stage.x.position < last) if row.reverse else (stage.x.position > last)
         assert stage.y.position == pytest.approx(row.y, abs=1e-3)
         commands[(width, kind)] = rec.commands
     assert commands[(16, "uniform")] == commands[(64, "uniform")] <= 12  # independent of width
