@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from dwellwise.planners import allocate_dwell
-from dwellwise.planners.own_counts import neighbourhood_share, shrink_to_own_counts
+from dwellwise.planners.own_counts import neighbourhood_share, shrink_to_own_counts, trust_outliers
 from dwellwise.planners.waterfill import waterfill_sqrt
 
 
@@ -69,3 +69,48 @@ def test_tiny_maps_are_handled(shape):
     out = shrink_to_own_counts(np.full((1, *shape), 50.0), counts, t0, np.ones(1),
                                _allocate(0.01), (0.0, np.inf))
     assert out.shape == (1, *shape) and np.all(np.isfinite(out))
+
+
+def test_a_lone_hot_pixel_is_trusted_and_nothing_else_is():
+    """A grain of pigment 1000× brighter than a faint ground: its own count sets its rate; no
+    pixel of the Poisson ground is taken for one."""
+    rng = np.random.default_rng(5)
+    psi = np.full((1, 48, 48), 4.0)  # counts/s: ~0.02 counts per pixel at 5 ms
+    psi[0, 20, 30] = 12000.0
+    t0 = np.full((48, 48), 0.005)
+    counts = rng.poisson(psi * t0).astype(float)
+    blind = np.full(psi.shape, 4.0)
+    rates, mask = trust_outliers(blind, counts, t0)
+    assert np.flatnonzero(mask).tolist() == [20 * 48 + 30]
+    assert rates[0, 20, 30] == counts[0, 20, 30] / 0.005
+    assert np.array_equal(rates[~mask], blind[~mask])
+
+
+def test_a_few_counts_on_a_faint_map_are_not_outliers():
+    t0 = np.full((8, 8), 0.005)
+    counts = np.zeros((1, 8, 8))
+    counts[0, 3, 3] = 9.0  # improbable under a near-zero blind rate, but too few to trust
+    _, mask = trust_outliers(np.full((1, 8, 8), 0.1), counts, t0)
+    assert not mask.any()
+
+
+def test_auto_gives_a_lone_hot_pixel_its_share_without_bias():
+    """Half of a faint map's squared error sits in one bright grain that no neighbourhood
+    predicts: auto finds it from its own count, while neighbours alone cannot."""
+    psi = np.full((40, 40), 4.0)
+    psi[13, 27] = 12000.0
+    t0, t1 = 0.005, 0.08
+    rng = np.random.default_rng(2)
+    mse, bias = {"auto": [], "blindspot-sqrt": []}, []
+    for _ in range(10):
+        x0 = rng.poisson(psi * t0).astype(float)
+        for policy in mse:
+            dwell = allocate_dwell(x0, t0, t1, policy=policy, deadline=0.0)
+            total = t0 + dwell
+            mse[policy].append(np.mean(((x0 - psi * t0) ** 2 + psi * dwell) / total**2))
+            if policy == "auto":
+                bias.append(((x0 + psi * dwell) / total).sum() / psi.sum() - 1.0)
+    uniform = psi.mean() / (t0 + t1)
+    assert np.sqrt(uniform / np.mean(mse["auto"])) > 1.3
+    assert np.mean(mse["auto"]) < 0.7 * np.mean(mse["blindspot-sqrt"])
+    assert abs(np.mean(bias)) < 0.01
