@@ -173,6 +173,21 @@ def trust_outliers(rates: np.ndarray, counts: np.ndarray, t0: np.ndarray) -> tup
     return np.where(mask, counts / t0[None], rates), mask
 
 
+def blind_rates_around_outliers(
+    estimate: Callable[[np.ndarray], np.ndarray], counts: np.ndarray, t0: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blind rates ``(C, H, W)`` counts/s from ``estimate(counts)``, estimated once more with
+    each outlier's count (:func:`trust_outliers`) replaced by what its neighbours predict, and
+    the outliers' mask (pass both to :func:`shrink_to_own_counts`). A lone grain 1000× brighter
+    than its ground would otherwise lend its neighbours a share of its rate, and the dwell that
+    goes with it."""
+    first = estimate(counts)
+    _, mask = trust_outliers(first, counts, t0)
+    if not mask.any():
+        return first, mask
+    return estimate(np.where(mask, first * t0[None], counts)), mask
+
+
 def shrink_to_own_counts(
     rates: np.ndarray,
     counts: np.ndarray,
@@ -181,16 +196,21 @@ def shrink_to_own_counts(
     allocate: Allocate,
     bounds: tuple[float, float],
     bias_budget: float = DEFAULT_BIAS_BUDGET,
+    outliers: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rates ``(C, H, W)`` counts/s blended toward the own counts as far as ``bias_budget``
     (relative, per element) allows; ``rates`` themselves when no strength fits or the budget is
-    0. ``rates`` must not depend on a pixel's own count (a blind-spot estimate)."""
+    0. ``rates`` must not depend on a pixel's own count (a blind-spot estimate). ``outliers``: a
+    ``(C, H, W)`` mask of pixels to set to their own rate (default: :func:`trust_outliers`)."""
     if not bias_budget > 0:
         return rates
     own = counts / t0[None]
     base_share = neighbourhood_share(rates, counts, t0)
-    rates, outliers = trust_outliers(rates, counts, t0)
-    base_share[outliers] = 0.0  # already at their own rate
+    if outliers is None:
+        rates, outliers = trust_outliers(rates, counts, t0)
+    else:
+        rates = np.where(outliers, own, rates)
+    base_share[outliers] = 0.0  # at their own rate already
 
     def blend(beta: float) -> tuple[np.ndarray, bool]:
         share = beta * base_share

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 from dwellwise.models.blindspot import DEFAULT_SIGMAS, estimate_rates
-from dwellwise.planners.own_counts import shrink_to_own_counts
+from dwellwise.planners.own_counts import blind_rates_around_outliers, shrink_to_own_counts
 from dwellwise.planners.policies import DwellProblem, register
 from dwellwise.planners.waterfill import waterfill_sqrt
 from dwellwise.planners.weights import weighted_score
@@ -57,9 +57,16 @@ def blindspot_sqrt(problem: DwellProblem) -> np.ndarray:
         return np.full(problem.t0.shape, problem.mean_dwell)
     w = problem.weights[active]
     counts, allocate = problem.counts[active], allocator(problem)
-    rates, _ = estimate_rates(counts, problem.t0, sigmas, allocate=allocate, weights=w)
+
+    def estimate(x: np.ndarray) -> np.ndarray:
+        return estimate_rates(x, problem.t0, sigmas, allocate=allocate, weights=w)[0]
+
+    budget = float(problem.options.get("bias_budget", 0.0))
+    if not budget > 0:
+        return allocate(weighted_score(estimate(counts), w), problem.t0)
+    rates, outliers = blind_rates_around_outliers(estimate, counts, problem.t0)
     rates = shrink_to_own_counts(
         rates, counts, problem.t0, w, allocate, (problem.min_dwell, problem.max_dwell),
-        bias_budget=float(problem.options.get("bias_budget", 0.0)),
+        bias_budget=budget, outliers=outliers,
     )
     return allocate(weighted_score(rates, w), problem.t0)

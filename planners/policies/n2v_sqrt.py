@@ -18,10 +18,16 @@
    with c set so that ``mean(t) = mean_dwell`` exactly (:func:`dwellwise.planners.waterfill`).
    As ``ψ̂_i`` does not depend on ``X_i``, the pooled estimate ``(X0 + X1)/(t0 + t)`` is unbiased
    (the blend is one number chosen from the whole map, as is a kernel width).
+4. By default the blind estimate is then shrunk toward each pixel's own first-pass count under
+   a 0.5 % bias budget (``bias_budget`` below), which steps 1-3 alone cannot see: lone bright
+   grains, 1-px lines, sharp edges.
 
 Options: ``deadline`` (seconds, default :data:`dwellwise.models.n2v.DEFAULT_DEADLINE`),
-``steps`` (maximum training steps), ``bias_budget`` (relative, default 0: blind estimates
-only; see :mod:`dwellwise.planners.own_counts`, ``auto`` uses 0.5 %), ``device`` (``"cuda"``/``"cpu"``; default CUDA when
+``steps`` (maximum training steps), ``bias_budget`` (relative, default 0.5 %: the blended
+estimate is shrunk toward each pixel's own count as far as that predicted bias allows, and lone
+bright pixels take their own rate, :mod:`dwellwise.planners.own_counts`; 0 keeps the blind
+estimate, unbiased: mean efficiency 0.778, 0.773 and 0.748 on the dev and held-out sets of
+``bench dwell``, against 0.892, 0.895 and 0.876 with the budget), ``device`` (``"cuda"``/``"cpu"``; default CUDA when
 available), ``folds`` (cross-fitting folds, default 3; 1 trains one network on every pixel, which
 lets a pixel's own count steer its dwell through the weights: on the development scenes of
 ``dwellwise bench dwell`` that scored a mean efficiency of 0.809 against 0.778 with 3 folds, at a
@@ -37,7 +43,11 @@ import dataclasses
 import numpy as np
 from dwellwise.models import n2v
 from dwellwise.models.blindspot import DEFAULT_SIGMAS, allocation_loss, estimate_rates
-from dwellwise.planners.own_counts import shrink_to_own_counts
+from dwellwise.planners.own_counts import (
+    DEFAULT_BIAS_BUDGET,
+    blind_rates_around_outliers,
+    shrink_to_own_counts,
+)
 from dwellwise.planners.policies import DwellProblem, register
 from dwellwise.planners.policies.blindspot_sqrt import allocator
 from dwellwise.planners.weights import weighted_score
@@ -54,7 +64,8 @@ def fits_deadline(problem: DwellProblem) -> bool:
     return n2v.n2v_fits_deadline(problem.counts.shape, problem.options.get("deadline"))
 
 
-@register("n2v-sqrt", "water-filling on rates of a self-supervised blind-spot network",
+@register("n2v-sqrt", "water-filling on rates of a self-supervised blind-spot network, own counts "
+          "let in under a 0.5 % bias budget",
           fits=fits_deadline)
 def n2v_sqrt(problem: DwellProblem) -> np.ndarray:
     """Dwell map (seconds) from blind-spot network rate estimates."""
@@ -79,7 +90,15 @@ def n2v_sqrt(problem: DwellProblem) -> np.ndarray:
         deadline=float(opts.get("deadline", n2v.DEFAULT_DEADLINE)),
         config=config, device=opts.get("device"),
     )
-    kernel, _ = estimate_rates(counts, problem.t0, DEFAULT_SIGMAS, allocate=allocate, weights=w)
+    budget = float(opts.get("bias_budget", DEFAULT_BIAS_BUDGET))
+
+    def kernel_estimate(x: np.ndarray) -> np.ndarray:
+        return estimate_rates(x, problem.t0, DEFAULT_SIGMAS, allocate=allocate, weights=w)[0]
+
+    if budget > 0:
+        kernel, outliers = blind_rates_around_outliers(kernel_estimate, counts, problem.t0)
+    else:
+        kernel, outliers = kernel_estimate(counts), None
     score_net, score_kernel = weighted_score(net, w), weighted_score(kernel, w)
     best, losses = None, {}
     for a in BLENDS:
@@ -88,12 +107,11 @@ def n2v_sqrt(problem: DwellProblem) -> np.ndarray:
         if best is None or losses[a] < best[0]:
             best = (losses[a], dwell, a)
     last_blend = losses
-    budget = float(opts.get("bias_budget", 0.0))
     if not budget > 0:
         return best[1]
     a = best[2]
     rates = shrink_to_own_counts(
         a * net + (1.0 - a) * kernel, counts, problem.t0, w, allocate,
-        (problem.min_dwell, problem.max_dwell), bias_budget=budget,
+        (problem.min_dwell, problem.max_dwell), bias_budget=budget, outliers=outliers,
     )
     return allocate(weighted_score(rates, w), problem.t0)

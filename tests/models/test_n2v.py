@@ -149,3 +149,16 @@ def test_a_short_deadline_is_refused_without_measuring(monkeypatch):
 
     monkeypatch.setattr(n2v, "estimate_training_time", measured)
     assert not n2v.n2v_fits_deadline((64, 64), 0.5 * n2v.MIN_DEADLINE_S)
+
+
+def test_policy_lets_a_lone_bright_grain_in_by_default_and_not_with_no_bias_budget():
+    """A grain that no neighbour predicts gets its share from its own count under the default
+    0.5 % bias budget; with ``bias_budget=0`` the estimate stays blind and it does not."""
+    psi = np.full((32, 32), 50.0)
+    psi[11, 19] = 40000.0
+    x = np.random.default_rng(4).poisson(psi * 0.005).astype(float)
+    own = allocate_dwell(x, 0.005, 0.005, policy="n2v-sqrt", seed=0, steps=20)
+    blind = allocate_dwell(x, 0.005, 0.005, policy="n2v-sqrt", seed=0, steps=20, bias_budget=0)
+    ground = np.median(own)
+    assert own[11, 19] > 10 * ground
+    assert blind[11, 19] < 3 * np.median(blind)
