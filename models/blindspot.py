@@ -265,10 +265,18 @@ def estimate_rates(
     else:
         crop_cache: dict = {}
         chosen = [select_sigma(ch, t0_map, sigmas, _t0_cache=crop_cache) for ch in counts]
+    return rates_at_widths(counts, t0_map, chosen), np.asarray(chosen, dtype=float)
+
+
+def rates_at_widths(counts: np.ndarray, t0: np.ndarray | float, widths: Sequence[float]) -> np.ndarray:
+    """Blind-spot rates ψ̂ ``(C, H, W)`` counts/s of ``(C, H, W)`` counts, channel c smoothed
+    with width ``widths[c]`` px (``inf``: the global mean); ``t0`` seconds, scalar or ``(H, W)``."""
+    counts = np.asarray(counts, dtype=np.float64)
+    t0_map = np.broadcast_to(np.asarray(t0, dtype=np.float64), counts.shape[1:])
     t0_blind: dict[float, np.ndarray] = {}
     rates = np.empty_like(counts)
-    for c, (channel, s) in enumerate(zip(counts, chosen, strict=True)):
+    for c, (channel, s) in enumerate(zip(counts, widths, strict=True)):
         if s not in t0_blind:
             t0_blind[s] = blind_sum(t0_map, s)
         rates[c] = blindspot_rate(channel, t0_map, s, t0_blind=t0_blind[s])
-    return rates, np.asarray(chosen, dtype=float)
+    return rates

@@ -174,18 +174,20 @@ def trust_outliers(rates: np.ndarray, counts: np.ndarray, t0: np.ndarray) -> tup
 
 
 def blind_rates_around_outliers(
-    estimate: Callable[[np.ndarray], np.ndarray], counts: np.ndarray, t0: np.ndarray
+    rates: np.ndarray,
+    reestimate: Callable[[np.ndarray], np.ndarray],
+    counts: np.ndarray,
+    t0: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Blind rates ``(C, H, W)`` counts/s from ``estimate(counts)``, estimated once more with
-    each outlier's count (:func:`trust_outliers`) replaced by what its neighbours predict, and
-    the outliers' mask (pass both to :func:`shrink_to_own_counts`). A lone grain 1000× brighter
-    than its ground would otherwise lend its neighbours a share of its rate, and the dwell that
-    goes with it."""
-    first = estimate(counts)
-    _, mask = trust_outliers(first, counts, t0)
+    """Blind rates ``(C, H, W)`` counts/s taken once more by ``reestimate(counts)`` (the
+    estimator that gave ``rates``, its widths kept) with each outlier's count
+    (:func:`trust_outliers`) replaced by what its neighbours predict, and the outliers' mask
+    (pass both to :func:`shrink_to_own_counts`). A lone grain 1000× brighter than its ground
+    would otherwise lend its neighbours a share of its rate, and the dwell that goes with it."""
+    _, mask = trust_outliers(rates, counts, t0)
     if not mask.any():
-        return first, mask
-    return estimate(np.where(mask, first * t0[None], counts)), mask
+        return rates, mask
+    return reestimate(np.where(mask, rates * t0[None], counts)), mask
 
 
 def shrink_to_own_counts(

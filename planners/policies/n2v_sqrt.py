@@ -42,7 +42,12 @@ import dataclasses
 
 import numpy as np
 from dwellwise.models import n2v
-from dwellwise.models.blindspot import DEFAULT_SIGMAS, allocation_loss, estimate_rates
+from dwellwise.models.blindspot import (
+    DEFAULT_SIGMAS,
+    allocation_loss,
+    estimate_rates,
+    rates_at_widths,
+)
 from dwellwise.planners.own_counts import (
     DEFAULT_BIAS_BUDGET,
     blind_rates_around_outliers,
@@ -92,13 +97,12 @@ def n2v_sqrt(problem: DwellProblem) -> np.ndarray:
     )
     budget = float(opts.get("bias_budget", DEFAULT_BIAS_BUDGET))
 
-    def kernel_estimate(x: np.ndarray) -> np.ndarray:
-        return estimate_rates(x, problem.t0, DEFAULT_SIGMAS, allocate=allocate, weights=w)[0]
-
+    kernel, widths = estimate_rates(counts, problem.t0, DEFAULT_SIGMAS, allocate=allocate, weights=w)
+    outliers = None
     if budget > 0:
-        kernel, outliers = blind_rates_around_outliers(kernel_estimate, counts, problem.t0)
-    else:
-        kernel, outliers = kernel_estimate(counts), None
+        kernel, outliers = blind_rates_around_outliers(
+            kernel, lambda x: rates_at_widths(x, problem.t0, widths), counts, problem.t0
+        )
     score_net, score_kernel = weighted_score(net, w), weighted_score(kernel, w)
     best, losses = None, {}
     for a in BLENDS:
