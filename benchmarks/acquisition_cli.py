@@ -3,8 +3,8 @@ adaptive scans on the simulated beamline, recorded in ``benchmarks/RESULTS.md``.
 
 Full run: one 32×32 overhead measurement at speedup 1; 200 randomized budget scans in two worker
 processes (torch limited to one thread each); 9 scenes × 6 scans of 24×96 px at 100 ms per pixel
-of budget (speedup 8) in six worker processes (the scans mostly wait on the simulated clock).
-About 15 minutes on 2 cores. ``quick``: a few tiny scans of each kind (under a minute), printed but
+of budget (speedup 4) in six worker processes (the scans mostly wait on the simulated clock).
+About 20 minutes on 2 cores. ``quick``: a few tiny scans of each kind (under a minute), printed but
 not recorded. ``python -m dwellwise.benchmarks.acquisition_cli --part science`` runs one part.
 """
 
