@@ -166,7 +166,8 @@ def trust_outliers(rates: np.ndarray, counts: np.ndarray, t0: np.ndarray) -> tup
     the test once in 10^6, and a real one counts so many photons that its share of the bias,
     about −1/(2 · its total counts), is negligible."""
     lam = np.maximum(rates * t0[None], 0.0)
-    candidate = counts >= OUTLIER_MIN_COUNTS
+    # a tail under 1e-6 lies far beyond λ + 3√λ (where it is ~1e-3): test only those
+    candidate = counts >= np.maximum(OUTLIER_MIN_COUNTS, lam + 3.0 * np.sqrt(lam))
     mask = np.zeros(counts.shape, dtype=bool)
     if candidate.any():
         mask[candidate] = poisson.sf(counts[candidate] - 1, lam[candidate]) < OUTLIER_P
