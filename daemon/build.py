@@ -86,6 +86,9 @@ class ResumePoint:
     partial_rows: tuple[tuple[int, int], ...] = ()
     """``(pass, row)`` left half-written by the killed writer (their summed times already hold
     part of the killed attempt; see :func:`_partial_rows`)."""
+    reopened_rows: tuple[tuple[int, int], ...] = ()
+    """``(pass, row)`` marked complete whose data never reached the file (see
+    :func:`_reopen_rows_without_data`): measured again by the resumed scan."""
 
 
 def new_job_id() -> str:
@@ -305,6 +308,7 @@ def check_resumable(cube_file: str | Path) -> ResumePoint:
         raise BuildError(f"its cube file {path} is unreadable ({exc})") from None
     try:
         with f:
+            reopened = _reopen_rows_without_data(f)
             charged = _charge_unrecorded_time(f)
             suspect = _partial_rows(f)
     except (OSError, KeyError, ValueError, TypeError) as exc:  # a damaged layout
@@ -338,7 +342,32 @@ def check_resumable(cube_file: str | Path) -> ResumePoint:
         charged_s=sum(s for _, _, s in charged),
         charged_rows=tuple((n, r) for n, r, _ in charged),
         partial_rows=tuple(suspect),
+        reopened_rows=tuple(reopened),
     )
+
+
+def _reopen_rows_without_data(f: Any) -> list[tuple[int, int]]:
+    """Clear ``rows_complete`` of rows whose flag reached the file but whose live time did not
+    (a pixel with planned dwell and no live time), so that the resumed scan measures them again;
+    returns those ``(pass, row)``. Files written by this version flush a row's data before its
+    flag; an older writer killed during its one flush per row could leave this."""
+    import numpy as np
+
+    out = []
+    for name in sorted(f["entry/passes"], key=int):
+        g = f["entry/passes"][name]
+        done = g["rows_complete"][...].astype(bool)
+        empty = np.any((g["dwell_planned"][...] > 0) & (g["live_time"][...] <= 0), axis=1)
+        for r in np.flatnonzero(done & empty):
+            g["rows_complete"][r] = False
+            out.append((int(name), int(r)))
+    if out:
+        f.flush()
+        log.warning(
+            "%s: row(s) %s were marked complete without their data; they are measured again",
+            f.filename, ", ".join(f"{r} of pass {n}" for n, r in out),
+        )
+    return out
 
 
 def _charge_unrecorded_time(f: Any) -> list[tuple[int, int, float]]:

@@ -16,7 +16,8 @@ Layout (see DESIGN.md)::
     /xrfmap/scan_metadata       attributes
 
 The writer creates every dataset up front, then switches to SWMR mode and flushes after every
-row, so the file can be read while it is written and a crash loses no completed row.
+row, so the file can be read while it is written and a crash loses no completed row: a row's
+data are flushed before its ``rows_complete`` flag is set and flushed.
 """
 
 from __future__ import annotations
@@ -199,6 +200,9 @@ class CubeWriter:
         ds(p + "roi_counts")[:, row, :] = roi
         if planned_dwell is not None:
             ds(p + "dwell_planned")[row] = planned_dwell
+        # the data reach the file before the flag that vouches for them: HDF5 writes a flush's
+        # chunks in no set order, so a kill during one flush could leave the flag without them
+        self._f.flush()
         ds(p + "rows_complete")[row] = True
         self._f.flush()
         return roi

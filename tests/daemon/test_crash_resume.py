@@ -240,3 +240,42 @@ def test_a_kill_inside_write_row_leaves_the_summed_times_untouched(tmp_path):
     with h5py.File(path, "r") as f:
         assert not f["entry/passes/1/rows_complete"][3]
         assert np.all(f["entry/data/live_time"][3] == 0)
+
+
+def test_a_row_flagged_without_its_data_is_measured_again(tmp_path):
+    """A writer killed mid-flush could leave a row's ``rows_complete`` flag on disk without its
+    data (HDF5 writes a flush's chunks in no set order): resuming measures that row again."""
+    path = tmp_path / "torn.h5"
+    _cube(path).close()
+    with h5py.File(path, "r+", libver="latest") as f:  # the torn flush: flag yes, data no
+        f["entry/passes/1/live_time"][1] = 0.0
+        f["entry/data/live_time"][1] = 0.0
+    point = check_resumable(path)
+    assert point.reopened_rows == ((1, 1),)
+    assert point.rows_recorded == 2
+    with h5py.File(path, "r") as f:
+        assert f["entry/passes/1/rows_complete"][...].tolist() == [True, False, True, False]
+    assert check_resumable(path).reopened_rows == ()  # repaired once
+
+
+def test_write_row_flushes_the_data_before_the_flag(tmp_path):
+    """The flag that vouches for a row is set only after a flush that carried its data."""
+    w = _cube(tmp_path / "order.h5", rows=2)
+    events = []
+    flush, setitem = w._f.flush, h5py.Dataset.__setitem__
+
+    def spy_setitem(self, key, value):
+        events.append("flag" if self.name.endswith("rows_complete") else "data")
+        setitem(self, key, value)
+
+    w._f.flush = lambda: (events.append("flush"), flush())
+    h5py.Dataset.__setitem__ = spy_setitem
+    try:
+        w.write_row(1, 1, np.ones((3, 32)), np.full(3, 0.009), np.full(3, 0.01))
+    finally:
+        h5py.Dataset.__setitem__ = setitem
+        w._f.flush = flush
+        w.close()
+    flag = events.index("flag")
+    assert "flush" in events[:flag] and events[flag - 1] == "flush" and events[-1] == "flush"
+    assert events[:flag].count("data") >= 4
