@@ -272,6 +272,8 @@ class Trial:
     """A row recorded after the last budget write was charged at resume."""
     partial: bool = False
     """A row half-written by the killed daemon was found at resume."""
+    reopened: bool = False
+    """A row marked complete without its data was found at resume (and measured again)."""
     missed: bool = False
     """The scan finished before the kill."""
     wall_s: float = 0.0
@@ -363,6 +365,7 @@ def run_trial(
     log = second.log()
     trial.charged = "after the last budget write" in log
     trial.partial = "were being written when the writer died" in log
+    trial.reopened = "were marked complete without their data" in log
     from dwellwise.daemon.ledger import Ledger
 
     ledger = Ledger(data)
@@ -459,6 +462,8 @@ def table(trials: list[Trial]) -> str:
             notes.append("killed between a row's write and its budget write: row charged")
         if t.partial:
             notes.append("killed inside a row's write")
+        if t.reopened:
+            notes.append("a row flagged without its data: measured again")
         rows.append(
             [
                 t.index,
@@ -495,6 +500,9 @@ def summary(trials: list[Trial], baseline: list[CubeCheck] | None = None) -> dic
         ),
         "kills inside a row's write (half-written row found at resume)": sum(
             t.partial for t in trials
+        ),
+        "rows flagged complete without their data (measured again at resume)": sum(
+            t.reopened for t in trials
         ),
         "errors": sum(bool(t.error) for t in trials),
     }
