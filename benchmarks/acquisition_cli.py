@@ -53,11 +53,11 @@ QUICK = {
 SCIENCE = {"budget_per_pixel": 0.100, "t0": 0.005, "passes": 2, "speedup": 4.0, "pixel_size": 0.5}
 """100 ms per pixel, the dwell of a museum's fixed-dwell scan; rows of 96 px. What a second pass
 costs is its turnarounds and software per row against the row's time: ~0.2 s of turnaround at
-v_max, a = 1000 mm/s² and, at speedup s, s times the ~20 ms of software per row. Speedup 4, not
-more: the compute between passes also counts s times over, and at 8 (six scans sharing two
-cores) `auto`'s own-count step for ~17 elements missed its 1 % deadline in 4 of 9 scans. A museum scan's
+v_max, a = 1000 mm/s² and, at speedup s, s times the ~20 ms of software per row. A museum scan's
 rows are hundreds of pixels long (under 1 %); 32-px rows at 60 ms cost ~10 % per pass, more than
-an allocation over all elements can gain (see the oracle bound in the tables)."""
+an allocation over all elements can gain (see the oracle bound in the tables). Speedup 4, not
+more: the compute between passes also counts s times over, and at 8 (six scans sharing two
+cores) ``auto``'s own-count step for ~17 elements missed its 1 % deadline in 4 of 9 scans."""
 
 
 def main(quick: bool = False, parts: tuple[str, ...] = PARTS) -> int:

@@ -54,7 +54,8 @@ The first-pass noise costs another 0.03-0.09 (most at 2+8 ms). Past that ceiling
 pixel's own count can go, and it biases the estimate (``paper-unet``, a single network trained on
 every pixel: up to −6 % and −14 % on faint maps) unless the bias is budgeted: ``auto`` lets the
 own count in with an empirical-Bayes weight scaled down until the predicted bias of each element
-is within 0.5 % (:mod:`dwellwise.planners.own_counts`), which takes it to ~0.86.
+is within 0.5 %, and trusts a lone pixel whose count its neighbours cannot explain
+(:mod:`dwellwise.planners.own_counts`), which takes it to 0.88-0.90.
 
 ``scenes`` are ``(name, element_names, rates)`` with ``rates`` ``(C, H, W)`` counts/s.
 :func:`synthetic_scenes` builds a few from scikit-image sample pictures for development.

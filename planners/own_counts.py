@@ -24,7 +24,7 @@ bisection (the bias grows with β); none fitting leaves the neighbour-only estim
 does a budget of 0.
 
 **Outliers first.** A pixel whose own count its blind estimate cannot explain (≥ 10 counts and a
-Poisson tail under 10^-6, :func:`trust_outliers`) takes its own rate outright and is left out of
+Poisson tail under 10^-6, :func:`find_outliers`) takes its own rate outright and is left out of
 the shrinkage: a lone grain of pigment that no neighbourhood predicts. The decision depends on
 X0, so such a pixel near the threshold (~10 expected counts) is biased by up to ~6 % of its
 rate; one far above it, by ~1/(2 · its counts). Its neighbours' blind estimates are then taken
@@ -47,10 +47,10 @@ and broke the budget (−2 % on four development cases): every input of the shar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
-from dwellwise.models.blindspot import blind_sum
+from dwellwise.models.blindspot import blind_sum, rates_at_widths
 from dwellwise.planners.weights import weighted_score
 from scipy.stats import poisson
 
@@ -70,7 +70,7 @@ CHUNK_PIXELS = 1 << 14
 _HERMITE = np.polynomial.hermite_e.hermegauss(9)
 OUTLIER_P = 1e-6
 """Poisson tail probability under which a pixel's own count is taken to contradict its
-neighbourhood (:func:`trust_outliers`)."""
+neighbourhood (:func:`find_outliers`)."""
 OUTLIER_MIN_COUNTS = 10
 """Fewest own counts that may contradict a neighbourhood: a handful of counts where a faint map
 predicts none is not evidence enough."""
@@ -161,10 +161,10 @@ def _poisson_pmf(lam: np.ndarray, k: np.ndarray) -> np.ndarray:
     return np.cumprod(steps, axis=1)
 
 
-def trust_outliers(rates: np.ndarray, counts: np.ndarray, t0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rates ``(C, H, W)`` with each pixel whose own count its blind estimate cannot explain
-    (at least :data:`OUTLIER_MIN_COUNTS` counts and a Poisson tail ``P(X ≥ x | ψ̂ t0)`` under
-    :data:`OUTLIER_P`) set to its own rate, and the ``(C, H, W)`` mask of those pixels.
+def find_outliers(rates: np.ndarray, counts: np.ndarray, t0: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` mask of the pixels whose own count their blind estimate cannot explain: at
+    least :data:`OUTLIER_MIN_COUNTS` counts and a Poisson tail ``P(X ≥ x | ψ̂ t0)`` under
+    :data:`OUTLIER_P`.
 
     A lone hot pixel (a grain of pigment, a 1-px line) is what no neighbourhood predicts, and
     under uniform dwell it can carry half of an element's squared error. By chance a pixel passes
@@ -176,24 +176,22 @@ def trust_outliers(rates: np.ndarray, counts: np.ndarray, t0: np.ndarray) -> tup
     mask = np.zeros(counts.shape, dtype=bool)
     if candidate.any():
         mask[candidate] = poisson.sf(counts[candidate] - 1, lam[candidate]) < OUTLIER_P
-    return np.where(mask, counts / t0[None], rates), mask
+    return mask
 
 
 def blind_rates_around_outliers(
-    rates: np.ndarray,
-    reestimate: Callable[[np.ndarray], np.ndarray],
-    counts: np.ndarray,
-    t0: np.ndarray,
+    rates: np.ndarray, widths: Sequence[float], counts: np.ndarray, t0: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Blind rates ``(C, H, W)`` counts/s taken once more by ``reestimate(counts)`` (the
-    estimator that gave ``rates``, its widths kept) with each outlier's count
-    (:func:`trust_outliers`) replaced by what its neighbours predict, and the outliers' mask
-    (pass both to :func:`shrink_to_own_counts`). A lone grain 1000× brighter than its ground
-    would otherwise lend its neighbours a share of its rate, and the dwell that goes with it."""
-    _, mask = trust_outliers(rates, counts, t0)
+    """Blind kernel rates ``(C, H, W)`` counts/s taken once more at the same ``widths`` (px, per
+    channel, as :func:`~dwellwise.models.blindspot.estimate_rates` chose them for ``rates``)
+    with each outlier's count (:func:`find_outliers`) replaced by what its neighbours predict,
+    and the outliers' mask (pass both to :func:`shrink_to_own_counts`). A lone grain 1000×
+    brighter than its ground would otherwise lend its neighbours a share of its rate, and the
+    dwell that goes with it."""
+    mask = find_outliers(rates, counts, t0)
     if not mask.any():
         return rates, mask
-    return reestimate(np.where(mask, rates * t0[None], counts)), mask
+    return rates_at_widths(np.where(mask, rates * t0[None], counts), t0, widths), mask
 
 
 def shrink_to_own_counts(
@@ -209,15 +207,14 @@ def shrink_to_own_counts(
     """Rates ``(C, H, W)`` counts/s blended toward the own counts as far as ``bias_budget``
     (relative, per element) allows; ``rates`` themselves when no strength fits or the budget is
     0. ``rates`` must not depend on a pixel's own count (a blind-spot estimate). ``outliers``: a
-    ``(C, H, W)`` mask of pixels to set to their own rate (default: :func:`trust_outliers`)."""
+    ``(C, H, W)`` mask of pixels to set to their own rate (default: :func:`find_outliers`)."""
     if not bias_budget > 0:
         return rates
     own = counts / t0[None]
     base_share = neighbourhood_share(rates, counts, t0)
     if outliers is None:
-        rates, outliers = trust_outliers(rates, counts, t0)
-    else:
-        rates = np.where(outliers, own, rates)
+        outliers = find_outliers(rates, counts, t0)
+    rates = np.where(outliers, own, rates)
     base_share[outliers] = 0.0  # at their own rate already
 
     def blend(beta: float) -> tuple[np.ndarray, bool]:

@@ -11,7 +11,7 @@ which needs no training and has the same unbiased water-filling form.
 Both delegates get ``bias_budget`` = :data:`~dwellwise.planners.own_counts.DEFAULT_BIAS_BUDGET`
 (0.5 %) unless the caller gives one: their blind estimates are shrunk toward each pixel's own count
 as far as that predicted relative bias of every element allows
-(:mod:`dwellwise.planners.own_counts`; with the kernel estimate, mean efficiency +0.08 to +0.10
+(:mod:`dwellwise.planners.own_counts`; with the kernel estimate, mean efficiency +0.13 to +0.14
 on the development and both held-out scene sets of ``bench dwell``, no case with a bias beyond
 1 %).
 """

@@ -32,7 +32,7 @@ predicted bias allows (:mod:`dwellwise.planners.own_counts`; ``auto`` uses 0.5 %
 from __future__ import annotations
 
 import numpy as np
-from dwellwise.models.blindspot import DEFAULT_SIGMAS, estimate_rates, rates_at_widths
+from dwellwise.models.blindspot import DEFAULT_SIGMAS, estimate_rates
 from dwellwise.planners.own_counts import blind_rates_around_outliers, shrink_to_own_counts
 from dwellwise.planners.policies import DwellProblem, register
 from dwellwise.planners.waterfill import waterfill_sqrt
@@ -61,9 +61,7 @@ def blindspot_sqrt(problem: DwellProblem) -> np.ndarray:
     budget = float(problem.options.get("bias_budget", 0.0))
     if not budget > 0:
         return allocate(weighted_score(rates, w), problem.t0)
-    rates, outliers = blind_rates_around_outliers(
-        rates, lambda x: rates_at_widths(x, problem.t0, widths), counts, problem.t0
-    )
+    rates, outliers = blind_rates_around_outliers(rates, widths, counts, problem.t0)
     rates = shrink_to_own_counts(
         rates, counts, problem.t0, w, allocate, (problem.min_dwell, problem.max_dwell),
         bias_budget=budget, outliers=outliers,

@@ -22,18 +22,18 @@
    a 0.5 % bias budget (``bias_budget`` below), which steps 1-3 alone cannot see: lone bright
    grains, 1-px lines, sharp edges.
 
-Options: ``deadline`` (seconds, default :data:`dwellwise.models.n2v.DEFAULT_DEADLINE`),
-``steps`` (maximum training steps), ``bias_budget`` (relative, default 0.5 %: the blended
-estimate is shrunk toward each pixel's own count as far as that predicted bias allows, and lone
-bright pixels take their own rate, :mod:`dwellwise.planners.own_counts`; 0 keeps the blind
-estimate, unbiased: mean efficiency 0.778, 0.773 and 0.748 on the dev and held-out sets of
-``bench dwell``, against 0.892, 0.895 and 0.876 with the budget), ``device`` (``"cuda"``/``"cpu"``; default CUDA when
-available), ``folds`` (cross-fitting folds, default 3; 1 trains one network on every pixel, which
-lets a pixel's own count steer its dwell through the weights: on the development scenes of
-``dwellwise bench dwell`` that scored a mean efficiency of 0.809 against 0.778 with 3 folds, at a
-bias of −0.16 ± 0.02 % on average over the 75 cases and −0.86 ± 0.22 % on a faint map). The device and training time of the last call are in
-:data:`dwellwise.models.n2v.last_training_report`, the blend and the losses in
-:data:`last_blend`.
+Options: ``deadline`` (seconds, default :data:`dwellwise.models.n2v.DEFAULT_DEADLINE`), ``steps``
+(maximum training steps), ``bias_budget`` (relative, default 0.5 %: the blended estimate is shrunk
+toward each pixel's own count as far as that predicted bias allows, and lone bright pixels take
+their own rate, :mod:`dwellwise.planners.own_counts`; 0 keeps the blind estimate, unbiased: mean
+efficiency 0.778, 0.773 and 0.748 on the dev and held-out sets of ``bench dwell``, against 0.896,
+0.896 and 0.878 with the budget), ``device`` (``"cuda"``/``"cpu"``; default CUDA when available),
+``folds`` (cross-fitting folds, default 3; 1 trains one network on every pixel, which lets a
+pixel's own count steer its dwell through the weights: on the development scenes of ``dwellwise
+bench dwell`` that scored a mean efficiency of 0.809 against 0.778 with 3 folds, at a bias of −0.16
+± 0.02 % on average over the 75 cases and −0.86 ± 0.22 % on a faint map). The device and training
+time of the last call are in :data:`dwellwise.models.n2v.last_training_report`, the blend and the
+losses in :data:`last_blend`.
 """
 
 from __future__ import annotations
@@ -42,12 +42,7 @@ import dataclasses
 
 import numpy as np
 from dwellwise.models import n2v
-from dwellwise.models.blindspot import (
-    DEFAULT_SIGMAS,
-    allocation_loss,
-    estimate_rates,
-    rates_at_widths,
-)
+from dwellwise.models.blindspot import DEFAULT_SIGMAS, allocation_loss, estimate_rates
 from dwellwise.planners.own_counts import (
     DEFAULT_BIAS_BUDGET,
     blind_rates_around_outliers,
@@ -96,13 +91,10 @@ def n2v_sqrt(problem: DwellProblem) -> np.ndarray:
         config=config, device=opts.get("device"),
     )
     budget = float(opts.get("bias_budget", DEFAULT_BIAS_BUDGET))
-
     kernel, widths = estimate_rates(counts, problem.t0, DEFAULT_SIGMAS, allocate=allocate, weights=w)
     outliers = None
     if budget > 0:
-        kernel, outliers = blind_rates_around_outliers(
-            kernel, lambda x: rates_at_widths(x, problem.t0, widths), counts, problem.t0
-        )
+        kernel, outliers = blind_rates_around_outliers(kernel, widths, counts, problem.t0)
     score_net, score_kernel = weighted_score(net, w), weighted_score(kernel, w)
     best, losses = None, {}
     for a in BLENDS:
