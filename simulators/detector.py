@@ -1,15 +1,12 @@
 """Poisson counting of full spectra by a silicon drift detector, with dead time and pile-up.
 
 Counting is done photon by photon, which costs O(counts) rather than O(channels): for each pixel
-and component the number of recorded photons is Poisson(rate · live time); each photon's
-channel is drawn exactly from its component's spectrum with a guide table (Chen & Asau), and
-the photons become the spectra by one compressed-row scatter per block of pixels.
-
-The work is vectorised across components and pixels: all Poisson draws of a call are one numpy
-call, and each block of :data:`BLOCK_PIXELS` pixels draws the channels of all its photons at
-once, in pixel order, so that each pixel's spectrum is written while it sits in cache. A
-4096-channel spectrum with a few hundred counts costs a few microseconds, of which writing its
-16 KiB of zeros is a fair part.
+and component the number of recorded photons is Poisson(rate · live time), and each photon's
+channel is drawn exactly from its component's spectrum with a guide table (Chen & Asau). A
+compiled kernel (:mod:`~dwellwise.simulators.photon_kernel`) does the draws and the counting
+pixel by pixel, so each spectrum is written while it sits in cache and nothing else is
+allocated: a 4096-channel spectrum with a few hundred counts costs a few microseconds, of which
+writing its 16 KiB to memory is a fair part.
 
 Heavy pixels (long dwells) switch component by component to per-channel counting where that is
 cheaper: the channels of a component's *core* (probability ≥ 2^-6 or 2^-10) get independent
@@ -25,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from dwellwise.simulators.photon_kernel import count_photons, seed_state
 from dwellwise.simulators.spectra import SpectrumModel
 
 try:  # the compiled kernel behind ``csr_matrix.toarray``, called without its extra zero fill
@@ -32,28 +30,32 @@ try:  # the compiled kernel behind ``csr_matrix.toarray``, called without its ex
 except ImportError:  # pragma: no cover - a SciPy that moved it: the public path below is used
     _csr_todense = None
 
-GUIDE_BITS = 14
-"""log2 of the guide-table size per component."""
+GUIDE_BITS = 11
+"""log2 of the guide-table size per component (2 KiB: every component's table stays in
+cache; about 2 % of photons then fall in a cell that spans a channel boundary)."""
 UNIFORM_BITS = 53
 """Bits of a photon's uniform number: the resolution of a float64 uniform in [0, 1)."""
 LOW_BITS = UNIFORM_BITS - GUIDE_BITS
 """Bits of the uniform number below the guide-table cell."""
 MIXED = -1
-"""Guide-table marker of a cell that spans a channel boundary."""
+"""Guide-table code of the first cell that spans a channel boundary (the ``m``-th is
+``MIXED - m``)."""
 MAX_COMPONENTS = 2047
 """Most components a sampler takes: component offsets and 53-bit thresholds share a uint64."""
-BLOCK_PIXELS = 512
-"""Pixels whose photons are drawn and histogrammed together (their spectra stay in cache)."""
+FRESH_PAGES_FROM = 64 << 20
+"""Bytes from which an output array comes straight from the OS (glibc maps anything above
+32 MiB), already zero."""
 DEFAULT_DEAD_TIME_S = 1e-6
 """Non-paralyzable dead time per recorded event, seconds."""
 CORE_PROBABILITIES = (2.0**-6, 2.0**-10)
 """Channel probabilities from which a component's channels form a *core* that heavy pixels
 count channel by channel (one Poisson draw per channel) instead of photon by photon."""
-CHANNEL_COST_PHOTONS = 12.0
+CHANNEL_COST_PHOTONS = 20.0
 """Cost of one per-channel Poisson draw and its bookkeeping, in photon draws (~60 ns against
-~5 ns, measured)."""
-CORE_CALL_PHOTONS = 20_000.0
-"""Fixed cost of counting one core level in one call, in photon draws (~20 numpy calls)."""
+~3 ns for a photon in the compiled kernel, measured)."""
+CORE_CALL_PHOTONS = 60_000.0
+"""Fixed cost of counting one core level in one call, in photon draws (~20 numpy calls and two
+scatters, ~0.2 ms)."""
 
 
 @dataclass(frozen=True)
@@ -97,17 +99,27 @@ class ChannelSampler:
         threshold = np.ceil(cdf * 2.0**UNIFORM_BITS).astype(np.uint64)
         cell_lo = np.arange(2**GUIDE_BITS, dtype=np.uint64) << np.uint64(LOW_BITS)
         cell_hi = cell_lo + np.uint64(2**LOW_BITS - 1)
-        table_dtype = np.int16 if n_chan <= np.iinfo(np.int16).max else np.int32
-        self._table = np.empty((n_comp, 2**GUIDE_BITS), dtype=table_dtype)
-        offsets, channels = [], []
+        table = np.empty((n_comp, 2**GUIDE_BITS), dtype=np.int64)
+        offsets, channels, starts = [], [], []
+        n_support = 0
         for j, row in enumerate(threshold):
             lo = np.searchsorted(row, cell_lo, side="right")
             hi = np.searchsorted(row, cell_hi, side="right")
-            self._table[j] = np.where(lo == hi, lo, MIXED)
+            mixed = lo != hi
             support = np.flatnonzero(np.diff(row, prepend=np.uint64(0)) > 0)
+            start = n_support + np.searchsorted(support, lo[mixed])
+            table[j] = lo
+            table[j, mixed] = MIXED - sum(s.size for s in starts) - np.arange(start.size)
+            starts.append(start)
             offsets.append((np.uint64(j) << np.uint64(UNIFORM_BITS)) + row[support])
             channels.append(support)
-        self._table = self._table.ravel()
+            n_support += support.size
+        small = max(n_chan, -table.min()) <= np.iinfo(np.int16).max
+        self._table = table.ravel().astype(np.int16 if small else np.int32)
+        """Guide table ``(J << 14,)``: a cell's channel, or ``-1 - m`` for the ``m``-th cell
+        that spans a channel boundary (any negative value is such a cell)."""
+        self._mixed_start = np.concatenate(starts).astype(np.int64)
+        """Where the scan of each boundary cell starts in ``_threshold``."""
         self._threshold = np.concatenate(offsets)
         """Every component's integer CDF at its channels of non-zero probability, offset by
         ``component << 53``: one sorted array for all components."""
@@ -123,6 +135,25 @@ class ChannelSampler:
         if not 0 <= component < self.n_components:
             raise IndexError(f"component {component} out of range 0..{self.n_components - 1}")
         return self.draw(np.full(n, component << GUIDE_BITS, dtype=np.intp), rng)
+
+    def count_poisson(
+        self, mean: np.ndarray, rng: np.random.Generator, out: np.ndarray, *, clear: bool = True
+    ) -> np.ndarray:
+        """Put into ``out[p]`` the spectrum of Poisson(``mean[p, j]``) photons of each component
+        ``j``, for every pixel ``p``: ``mean`` is ``(N, J)`` float64 photons, ``out`` ``(N, E)``
+        uint32 C-contiguous, overwritten (added to if not ``clear``). Compiled
+        (:mod:`~dwellwise.simulators.photon_kernel`); returns ``out``."""
+        mean = np.ascontiguousarray(mean, dtype=np.float64)
+        if mean.shape != (out.shape[0], self.n_components) or out.shape[1] != self._n_chan:
+            raise ValueError(
+                f"mean must be (N, {self.n_components}) and out (N, {self._n_chan}), "
+                f"got {mean.shape} and {out.shape}"
+            )
+        if out.dtype != np.uint32 or not out.flags.c_contiguous:
+            raise ValueError("out must be a C-contiguous uint32 array")
+        tables = (self._table, self._mixed_start, self._threshold, self._channel_of)
+        count_photons(mean, *tables, GUIDE_BITS, seed_state(rng), out, clear)
+        return out
 
     def draw(self, key: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Channels of photons whose components are ``key >> 14`` (an intp array holding
@@ -192,11 +223,6 @@ class PoissonSDD:
         self.dead_time_s = dead_time_s
         self.pileup_window_s = pileup_window_s
         self.sampler = ChannelSampler(model.basis)
-        per_pixel = np.arange(model.n_components, dtype=np.intp) << GUIDE_BITS
-        self._keys = np.tile(per_pixel, BLOCK_PIXELS)
-        """``component << 14`` for every entry of a block of pixel-major ``(pixel, component)``
-        entries."""
-        self._keys.flags.writeable = False
         self._cores = tuple(_Core(model.basis, p) for p in CORE_PROBABILITIES)
         # expected photons above which some core is cheaper than photons, per component
         self._dense_from = np.min([c.break_even for c in self._cores], axis=0)
@@ -251,33 +277,33 @@ class PoissonSDD:
         # photons inside the axis per pixel and component, pixel-major (N, J)
         mean = np.multiply(rates.T, live[:, None], order="C")
         mean *= self.sampler.area
-        counts = np.zeros((n_pix, self.model.axis.channels), dtype=np.uint32)
-        dense = None if self.pileup_window_s > 0 else self._dense_entries(mean)
-        if dense is not None:  # heavy entries: only their tails are drawn photon by photon
-            entries, level, heavy = dense
-            mean.ravel()[entries] *= self._tail_fraction(level, entries % n_comp)
-        photons = rng.poisson(mean)
-        if dense is not None:
-            tails = photons.ravel()[entries]
-            photons.ravel()[entries] = 0
-        indptr = np.zeros(n_pix + 1, dtype=np.int64)  # first photon of each pixel
-        np.cumsum(photons.sum(axis=1), out=indptr[1:])
-        keys = self._keys
         if self.pileup_window_s > 0:
-            channel = self.sampler.draw(
-                np.repeat(np.tile(keys[:n_comp], n_pix), photons.ravel()), rng
-            )
-            row = np.repeat(np.arange(n_pix, dtype=np.int32), np.diff(indptr))
-            row, channel = self._pile_up(row, channel, rates, rng)
-            return scatter_counts(_pointers(np.bincount(row, minlength=n_pix)), channel, counts)
-        for start in range(0, n_pix, BLOCK_PIXELS):
-            stop = min(start + BLOCK_PIXELS, n_pix)
-            block = photons[start:stop].ravel()
-            channel = self.sampler.draw(np.repeat(keys[: block.size], block), rng)
-            scatter_counts(indptr[start : stop + 1] - indptr[start], channel, counts[start:stop])
-        if dense is not None:
-            self._count_cores(counts, entries, level, heavy, tails, rng)
+            return self._count_piled_up(mean, rates, rng)
+        counts, clear = _spectra_buffer(n_pix, self.model.axis.channels)
+        dense = self._dense_entries(mean)
+        if dense is None:
+            return self.sampler.count_poisson(mean, rng, counts, clear=clear)
+        # heavy entries: their cores are counted channel by channel, their tails photon by photon
+        entries, level, heavy = dense
+        flat = mean.ravel()
+        tails = rng.poisson(flat[entries] * self._tail_fraction(level, entries % n_comp))
+        flat[entries] = 0.0
+        self.sampler.count_poisson(mean, rng, counts, clear=clear)
+        self._count_cores(counts, entries, level, heavy, tails, rng)
         return counts
+
+    def _count_piled_up(
+        self, mean: np.ndarray, rates: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Photon lists of every pixel, merged pairwise by pile-up, then histogrammed."""
+        n_pix, n_comp = mean.shape
+        counts = np.zeros((n_pix, self.model.axis.channels), dtype=np.uint32)
+        photons = rng.poisson(mean)
+        keys = np.tile(np.arange(n_comp, dtype=np.intp) << GUIDE_BITS, n_pix)
+        channel = self.sampler.draw(np.repeat(keys, photons.ravel()), rng)
+        row = np.repeat(np.arange(n_pix, dtype=np.int32), photons.sum(axis=1))
+        row, channel = self._pile_up(row, channel, rates, rng)
+        return scatter_counts(_pointers(np.bincount(row, minlength=n_pix)), channel, counts)
 
     def _dense_entries(self, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Entries (flat pixel-major indices) to count by core, their core level (0, 1, ...)
@@ -393,6 +419,18 @@ class _Core:
     def tails(self) -> ChannelSampler:
         """Photon sampler of each component's tail (built on first use)."""
         return ChannelSampler(self._tail_basis)
+
+
+def _spectra_buffer(n_pix: int, n_chan: int) -> tuple[np.ndarray, bool]:
+    """A ``(n_pix, n_chan)`` uint32 array for the kernel and whether the kernel must clear it.
+
+    Above :data:`FRESH_PAGES_FROM` bytes ``np.zeros`` gets pages that the OS zeroes on first
+    touch, which the kernel then finds in cache: clearing them again would cost a third of the
+    counting. Below it the allocator may reuse memory and zero it in a pass of its own, so the
+    kernel clears each row just before it fills it instead."""
+    if n_pix * n_chan * 4 >= FRESH_PAGES_FROM:
+        return np.zeros((n_pix, n_chan), dtype=np.uint32), False
+    return np.empty((n_pix, n_chan), dtype=np.uint32), True
 
 
 def _pointers(per_row: np.ndarray) -> np.ndarray:

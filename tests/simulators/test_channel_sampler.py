@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from dwellwise.simulators.detector import GUIDE_BITS, LOW_BITS, MIXED, ChannelSampler
+from dwellwise.simulators.detector import GUIDE_BITS, LOW_BITS, ChannelSampler
+from dwellwise.simulators.photon_kernel import lookup_channels
 from scipy import stats
 
 
@@ -35,7 +36,7 @@ def float_inversion(basis: np.ndarray, component: np.ndarray, u53: np.ndarray) -
 def test_every_photon_lands_where_float_inversion_puts_it():
     basis = awkward_basis()
     sampler = ChannelSampler(basis)
-    assert (sampler._table == MIXED).mean() > 0.04  # the boundary path is exercised
+    assert (sampler._table < 0).mean() > 0.04  # the boundary path is exercised
     component = np.repeat(np.arange(4), 50_000)
     drawn = sampler.draw(component << GUIDE_BITS, np.random.default_rng(11))
     # replay the same random bits: 16-bit cells first, then 39 low bits per boundary photon
@@ -54,6 +55,73 @@ def test_every_photon_lands_where_float_inversion_puts_it():
     exact = float_inversion(basis, component[~inside], u_first[~inside] + low)
     assert np.array_equal(drawn[~inside], exact)
     assert (~inside).sum() > 1000
+
+
+def test_compiled_lookup_lands_where_float_inversion_puts_it():
+    basis = awkward_basis()
+    sampler = ChannelSampler(basis)
+    rng = np.random.default_rng(12)
+    component = np.repeat(np.arange(4), 2**GUIDE_BITS * 3)
+    cell = np.tile(np.arange(2**GUIDE_BITS, dtype=np.uint64), 12)
+    # every cell at its first and last number and at one random number inside it
+    low = np.concatenate(
+        [
+            np.zeros(4 * 2**GUIDE_BITS, dtype=np.uint64),
+            np.full(4 * 2**GUIDE_BITS, 2**LOW_BITS - 1, dtype=np.uint64),
+            rng.integers(0, 2**LOW_BITS, 4 * 2**GUIDE_BITS, dtype=np.uint64),
+        ]
+    )
+    order = np.argsort(np.tile(np.repeat(np.arange(4), 2**GUIDE_BITS), 3), kind="stable")
+    u = ((cell << np.uint64(LOW_BITS)) + low)[order]
+    got = lookup_channels(
+        component,
+        u,
+        sampler._table,
+        sampler._mixed_start,
+        sampler._threshold,
+        sampler._channel_of,
+        GUIDE_BITS,
+    )
+    assert np.array_equal(got, float_inversion(basis, component, u))
+
+
+def test_compiled_counts_follow_each_component_as_poisson():
+    basis = awkward_basis()
+    sampler = ChannelSampler(basis)
+    n_pix = 4000
+    mean = np.zeros((n_pix, 4))
+    mean[:, 0] = 0.3  # pooled with the other faint components
+    mean[:, 1] = 4.0  # counted by inversion
+    mean[:, 3] = 60.0  # counted by transformed rejection
+    out = np.full((n_pix, basis.shape[1]), 7, dtype=np.uint32)  # overwritten, not added to
+    sampler.count_poisson(mean, np.random.default_rng(3), out)
+    p = basis / basis.sum(axis=1, keepdims=True)
+    expected = mean @ p  # (N, E) expected counts
+    total = out.sum(axis=1)
+    assert total.mean() == pytest.approx(64.3, rel=0.01)
+    assert total.var() / total.mean() == pytest.approx(1.0, abs=0.08)
+    observed = out.sum(axis=0).astype(float)
+    exp = expected.sum(axis=0)
+    big = exp >= 5
+    obs_pooled = np.append(observed[big], observed[~big].sum())
+    exp_pooled = np.append(exp[big], exp[~big].sum())
+    keep = exp_pooled > 0
+    obs_pooled, exp_pooled = obs_pooled[keep], exp_pooled[keep]
+    exp_pooled *= obs_pooled.sum() / exp_pooled.sum()
+    assert stats.chisquare(obs_pooled, exp_pooled).pvalue > 1e-3
+    assert np.all(observed[exp == 0] == 0)  # never a channel of zero probability
+
+
+def test_compiled_counts_are_reproducible_from_the_seed():
+    sampler = ChannelSampler(awkward_basis())
+    mean = np.random.default_rng(0).uniform(0, 20, (50, 4))
+
+    def run(seed: int) -> np.ndarray:
+        out = np.empty((50, 4096), dtype=np.uint32)
+        return sampler.count_poisson(mean, np.random.default_rng(seed), out)
+
+    assert np.array_equal(run(1), run(1))
+    assert not np.array_equal(run(1), run(2))
 
 
 def test_channel_frequencies_follow_each_component():
