@@ -25,6 +25,21 @@ SEARCH_BELOW = 10.0
 POOLED_BELOW = 1.0
 """Expected photons below which a pixel's components share one Poisson draw."""
 _TO_UNIT = 1.0 / 9007199254740992.0  # 2^-53
+
+
+def _compiled(**options):
+    """``njit`` with an on-disk cache of the machine code where numba finds a writable place
+    for one (beside the module, or ``NUMBA_CACHE_DIR``, or the user's cache directory), else
+    without: a read-only install under a hardened service then compiles again at each start
+    (~1 s) instead of failing to import."""
+
+    def wrap(fn):
+        try:
+            return njit(cache=True, **options)(fn)
+        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+            return njit(**options)(fn)
+
+    return wrap
 _RECIPROCALS = 1.0 / np.arange(1, 65, dtype=np.float64)
 """1/k for k = 1..64: the search's step p_k = p_{k-1} · lam/k without a division (a division in
 that chain costs more than all the rest of it)."""
@@ -104,7 +119,7 @@ def _channel(j, u, table, mixed_start, threshold, channel_of, guide_bits):
     return channel_of[i]
 
 
-@njit(nogil=True, cache=True)
+@_compiled(nogil=True)
 def lookup_channels(component, u, table, mixed_start, threshold, channel_of, guide_bits):
     """:func:`_channel` for arrays of components and 53-bit numbers (for tests)."""
     out = np.empty(u.size, np.int64)
@@ -139,7 +154,7 @@ def _add_photons(n, j, row, table, mixed_start, threshold, channel_of, guide_bit
     return bits, n_bits, s0, s1, s2, s3
 
 
-@njit(nogil=True, cache=True)
+@_compiled(nogil=True)
 def count_photons(mean, table, mixed_start, threshold, channel_of, guide_bits, state, out, clear):
     """Write the Poisson spectra of ``mean`` into ``out``.
 

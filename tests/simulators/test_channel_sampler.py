@@ -153,3 +153,23 @@ def test_wide_axes_and_bad_input():
         sampler.sample(2, 10, np.random.default_rng(0))
     with pytest.raises(ValueError):
         ChannelSampler(-np.ones((1, 10)))
+
+
+def test_the_kernel_imports_and_counts_where_no_cache_can_be_written():
+    import os
+    import subprocess
+    import sys
+
+    # a locator that never applies to a module file: numba finds no place for its cache
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "IPythonCacheLocator"}
+    code = (
+        "import numpy as np\n"
+        "from dwellwise.simulators.detector import ChannelSampler\n"
+        "s = ChannelSampler(np.ones((1, 64)))\n"
+        "out = s.count_poisson(np.full((3, 1), 50.0), np.random.default_rng(0),"
+        " np.empty((3, 64), np.uint32))\n"
+        "print(int(out.sum()))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert 100 < int(run.stdout) < 200
