@@ -40,6 +40,8 @@ def _compiled(**options):
             return njit(**options)(fn)
 
     return wrap
+
+
 _RECIPROCALS = 1.0 / np.arange(1, 65, dtype=np.float64)
 """1/k for k = 1..64: the search's step p_k = p_{k-1} · lam/k without a division (a division in
 that chain costs more than all the rest of it)."""
@@ -105,9 +107,11 @@ def _poisson(lam, s0, s1, s2, s3):
 
 
 @njit(inline="always")
-def _channel(j, u, table, mixed_start, threshold, channel_of, guide_bits):
+def _channel(j, u, tables, guide_bits):
     """Channel of a photon of component ``j`` whose uniform number is ``u · 2^-53``: the first
-    channel whose integer CDF exceeds ``u`` (``u`` a uint64 below 2^53)."""
+    channel whose integer CDF exceeds ``u`` (``u`` a uint64 below 2^53). ``tables`` is
+    ``(table, mixed_start, threshold, channel_of)`` (:func:`count_photons`)."""
+    table, mixed_start, threshold, channel_of = tables
     channel = table[(j << guide_bits) + int64(u >> uint64(53 - guide_bits))]
     if channel >= 0:
         return channel
@@ -123,13 +127,14 @@ def _channel(j, u, table, mixed_start, threshold, channel_of, guide_bits):
 def lookup_channels(component, u, table, mixed_start, threshold, channel_of, guide_bits):
     """:func:`_channel` for arrays of components and 53-bit numbers (for tests)."""
     out = np.empty(u.size, np.int64)
+    tables = (table, mixed_start, threshold, channel_of)
     for i in range(u.size):
-        out[i] = _channel(component[i], u[i], table, mixed_start, threshold, channel_of, guide_bits)
+        out[i] = _channel(component[i], u[i], tables, guide_bits)
     return out
 
 
 @njit(inline="always")
-def _add_photons(n, j, row, table, mixed_start, threshold, channel_of, guide_bits, rand):
+def _add_photons(n, j, row, tables, guide_bits, rand):
     """Add ``n`` photons of component ``j`` to ``row``; ``rand`` is the random state
     ``(bits, n_bits, s0, s1, s2, s3)``: unused random bits, how many, and the generator's.
 
@@ -145,11 +150,11 @@ def _add_photons(n, j, row, table, mixed_start, threshold, channel_of, guide_bit
         cell = bits >> uint64(64 - guide_bits)
         bits <<= uint64(guide_bits)
         n_bits -= guide_bits
-        channel = table[(j << guide_bits) + int64(cell)]
+        channel = tables[0][(j << guide_bits) + int64(cell)]
         if channel < 0:
             low, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
             u = (cell << low_bits) + (low >> (uint64(11) + uint64(guide_bits)))
-            channel = _channel(j, u, table, mixed_start, threshold, channel_of, guide_bits)
+            channel = _channel(j, u, tables, guide_bits)
         row[channel] += 1
     return bits, n_bits, s0, s1, s2, s3
 
@@ -176,6 +181,7 @@ def count_photons(mean, table, mixed_start, threshold, channel_of, guide_bits, s
     rand = (uint64(0), int64(0), state[0], state[1], state[2], state[3])
     pooled = np.empty(n_comp, np.int64)
     pooled_cdf = np.empty(n_comp, np.float64)
+    tables = (table, mixed_start, threshold, channel_of)
     for p in range(n_pix):
         row = out[p]
         if clear:
@@ -194,17 +200,7 @@ def count_photons(mean, table, mixed_start, threshold, channel_of, guide_bits, s
                 continue
             bits, n_bits, s0, s1, s2, s3 = rand
             n, s0, s1, s2, s3 = _poisson(m, s0, s1, s2, s3)
-            rand = _add_photons(
-                n,
-                j,
-                row,
-                table,
-                mixed_start,
-                threshold,
-                channel_of,
-                guide_bits,
-                (bits, n_bits, s0, s1, s2, s3),
-            )
+            rand = _add_photons(n, j, row, tables, guide_bits, (bits, n_bits, s0, s1, s2, s3))
         if n_pooled == 0:
             continue
         bits, n_bits, s0, s1, s2, s3 = rand
@@ -216,15 +212,7 @@ def count_photons(mean, table, mixed_start, threshold, channel_of, guide_bits, s
             while c < n_pooled - 1 and pooled_cdf[c] <= x:
                 c += 1
             bits, n_bits, s0, s1, s2, s3 = _add_photons(
-                1,
-                pooled[c],
-                row,
-                table,
-                mixed_start,
-                threshold,
-                channel_of,
-                guide_bits,
-                (bits, n_bits, s0, s1, s2, s3),
+                1, pooled[c], row, tables, guide_bits, (bits, n_bits, s0, s1, s2, s3)
             )
         rand = (bits, n_bits, s0, s1, s2, s3)
     state[0], state[1], state[2], state[3] = rand[2], rand[3], rand[4], rand[5]
