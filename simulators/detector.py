@@ -151,6 +151,8 @@ class ChannelSampler:
             )
         if out.dtype != np.uint32 or not out.flags.c_contiguous:
             raise ValueError("out must be a C-contiguous uint32 array")
+        if mean.size and not (np.isfinite(mean).all() and mean.min() >= 0):
+            raise ValueError("expected photons must be finite and >= 0")
         tables = (self._table, self._mixed_start, self._threshold, self._channel_of)
         count_photons(mean, *tables, GUIDE_BITS, seed_state(rng), out, clear)
         return out

@@ -124,6 +124,15 @@ def test_compiled_counts_are_reproducible_from_the_seed():
     assert not np.array_equal(run(1), run(2))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1.0])
+def test_compiled_counts_refuse_means_that_are_not_photon_counts(bad):
+    sampler = ChannelSampler(awkward_basis())
+    mean = np.ones((2, 4))
+    mean[1, 2] = bad
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        sampler.count_poisson(mean, np.random.default_rng(0), np.empty((2, 4096), np.uint32))
+
+
 def test_channel_frequencies_follow_each_component():
     basis = awkward_basis()
     sampler = ChannelSampler(basis)
