@@ -721,7 +721,8 @@ class ZaberStage(Device):
         kin, clock = self.kinematics, self.clock
         plan = self.plan(row)
         started = clock.now()
-        if self._stale:
+        resynced = self._stale
+        if resynced:
             self._resync()
         x_now = float(self.x.position)
         y_now = float(self.y.position)
@@ -740,7 +741,9 @@ class ZaberStage(Device):
         y_target = self._to_steps(self.y, row.y)
         y_moves = y_target != self._to_steps(self.y, y_now)
         head, segments = self._stream_commands(plan, x_now, wait_s)
-        n_first = self.segments_before_release(plan, lead)
+        # after a stop or a fault the host is busy resuming (ledger, events, the RunEngine's
+        # replay) just when the tail would be sent: queue the whole row before releasing it
+        n_first = len(segments) if resynced else self.segments_before_release(plan, lead)
         batch = [(self.x.device, 0, c) for c in head + sum(segments[:n_first], [])]
         if y_moves:  # the row step goes first, so it has the approach to settle
             batch.insert(0, (self.y.device, self.y.axis_number, f"move abs {y_target}"))

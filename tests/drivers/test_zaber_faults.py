@@ -107,6 +107,28 @@ def test_a_communication_fault_while_queueing_a_row_rebuilds_its_stream(stage, e
     assert stage.x.position > a_row().x[-1]  # past the last pixel: the row was flown in full
 
 
+def test_the_first_row_after_a_fault_is_queued_whole_before_it_is_released(stage, emu):
+    """Resuming after a fault keeps the host busy just when a row's tail would be streamed; a
+    tail sent late starves the stream and the stage stops short, so that row goes whole."""
+    rng = np.random.default_rng(3)
+
+    def adaptive_row(k: int) -> FlyRow:
+        return FlyRow(1, k, 0.5 * k, PITCH * np.arange(48), rng.uniform(0.005, 0.03, 48))
+
+    for k in range(4):  # enough rows for the measured command times to be trusted
+        stage.set(adaptive_row(k)).wait(30)
+    normal = stage.rows_log[-1]
+    assert normal.queued_first < normal.segments  # the tail is streamed while the stage moves
+    emu.inject_garbled(1_000_000)
+    with pytest.raises(ZaberFault, match="garbled reply"):
+        stage.set(adaptive_row(4)).wait(30)
+    emu.inject_garbled(0)
+    stage.set(adaptive_row(4)).wait(30)
+    after = stage.rows_log[-1]
+    assert after.queued_first == after.segments
+    assert stage.x.position == pytest.approx(after.end_mm, abs=1e-3)
+
+
 def test_rejections_say_the_reason_and_what_to_do(stage, emu):
     emu.inject_rejection("move abs", "PARKED")
     with pytest.raises(ZaberRejected) as err:
