@@ -87,8 +87,14 @@ TAIL_CHUNK = 16
 acted on between batches)."""
 
 
+class StreamStarved(ZaberFault):
+    """A row stopped short of its end: the stream ran out of queued motion (its tail reached the
+    controller late) or something else stopped the stage."""
+
+
 class _Rebuild(Exception):
-    """A communication fault while queueing a row: fly it again from the start."""
+    """A communication fault while queueing a row, or a starved stream: fly it again from the
+    start."""
 
     def __init__(self, fault: ZaberFault) -> None:
         super().__init__(str(fault))
@@ -691,8 +697,8 @@ class ZaberStage(Device):
         self._stale = False
 
     def _fly_row(self, row: FlyRow, status: Status, stop: threading.Event) -> None:
-        """Fly the row; a lost or garbled reply costs one new attempt (the first attempt is
-        stopped and not recorded), a second one raises."""
+        """Fly the row; a lost or garbled reply or a starved stream costs one new attempt (the
+        first attempt is stopped and not recorded), a second one raises."""
         n0 = self.link.stats.commands
         rebuilds = 0
         while True:
@@ -789,7 +795,13 @@ class ZaberStage(Device):
                     self._stale = True
                     raise _Rebuild(exc) from exc
             anchors, t_end = self._follow_row(plan, go, t_run_up, deadline, stop, planned_total)
-            x_end, y_end = self._row_readback(plan, y_got, stop)
+            try:
+                x_end, y_end = self._row_readback(plan, y_got, stop)
+            except StreamStarved as exc:  # the second attempt queues the whole row first
+                self._stop_axes(self._axes())
+                self._disable_stream()
+                self._stale = True
+                raise _Rebuild(exc) from exc
         except RowCut:
             self._stop_axes(self._axes())
             self._stream_live = False
@@ -825,8 +837,15 @@ class ZaberStage(Device):
         )
         x_end = self._to_mm(self.x, x_pos.reply.number())
         if abs(x_end - plan.end_mm) > 2 * self._units(self.x).microstep_mm:
-            raise ZaberFault(
-                self.x.where, f"row {row.row} ended at {x_end:.4f} mm instead of {plan.end_mm:.4f} mm",
+            short = (plan.end_mm - x_end) * plan.travel_sign > 0
+            raise (StreamStarved if short else ZaberFault)(
+                self.x.where,
+                f"row {row.row} of pass {row.pass_number} "
+                + (f"stopped at {x_end:.4f} mm, short of its end at {plan.end_mm:.4f} mm"
+                   if short else f"ended at {x_end:.4f} mm instead of {plan.end_mm:.4f} mm"),
+                "the stream ran out of queued motion (its tail reached the controller late: a "
+                "busy host or a slow serial line) or something else stopped the stage; resume to "
+                "fly the row again" if short else
                 "check the stream settings and that nothing else moves the stage",
             )
         if y_got is not None:

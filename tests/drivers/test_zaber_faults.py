@@ -129,6 +129,38 @@ def test_the_first_row_after_a_fault_is_queued_whole_before_it_is_released(stage
     assert stage.x.position == pytest.approx(after.end_mm, abs=1e-3)
 
 
+def test_a_row_whose_tail_comes_too_late_is_flown_again_whole(stage, emu, monkeypatch):
+    """A tail held back until the stage has stopped at the end of the queued motion: the row
+    is stopped, not recorded, and flown again, queued whole (so it cannot starve again)."""
+    rng = np.random.default_rng(4)
+
+    def adaptive_row(k: int) -> FlyRow:
+        return FlyRow(1, k, 0.5 * k, PITCH * np.arange(48), rng.uniform(0.005, 0.03, 48))
+
+    gates = Gates()
+    stage.subscribe_rows(gates)
+    for k in range(4):
+        stage.set(adaptive_row(k)).wait(30)
+    assert stage.rows_log[-1].queued_first < stage.rows_log[-1].segments
+    batch = stage.link.request_batch
+    held = []
+
+    def late_tail(commands, **kw):
+        first = commands[0][2]
+        if first.startswith("stream 1 set maxspeed") or first.startswith("stream 1 line"):
+            if not held and kw.get("idempotent") is False and "cork" not in str(commands):
+                held.append(first)
+                time.sleep(0.5)  # 10 s of instrument time: the queued motion runs out
+        return batch(commands, **kw)
+
+    monkeypatch.setattr(stage.link, "request_batch", late_tail)
+    stage.set(adaptive_row(4)).wait(30)
+    record = stage.rows_log[-1]
+    assert held and record.rebuilds == 1 and record.queued_first == record.segments
+    assert stage.x.position == pytest.approx(record.end_mm, abs=1e-3)
+    assert len(gates.aborted) == 1 and gates.finished[-1].row == 4
+
+
 def test_rejections_say_the_reason_and_what_to_do(stage, emu):
     emu.inject_rejection("move abs", "PARKED")
     with pytest.raises(ZaberRejected) as err:
