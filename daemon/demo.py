@@ -19,6 +19,7 @@ from dwellwise.daemon.client import ControlClient
 from dwellwise.daemon.config import DaemonConfig
 from dwellwise.daemon.console import watch
 from dwellwise.daemon.server import Daemon
+from dwellwise.planners.plans import COMPUTE_SHARE
 
 DEMO_REQUEST: dict[str, Any] = {
     "scene": "astronaut",
@@ -124,11 +125,30 @@ def summary_lines(result: DemoResult) -> list[str]:
             lines.append(
                 f"ROI-rate RMSE against the truth (sum over elements): {rmse:.4g} counts/s"
             )
-    for key in ("policy", "train_device", "train_s", "compute_s"):
-        if job.get(key) not in (None, ""):
-            lines.append(f"{key.replace('_', ' ')}: {job[key]}")
+    lines += _compute_lines(job)
     lines.append(f"cube file: {result.cube_file}")
     lines += [f"picture:   {p}" for p in result.pngs]
+    return lines
+
+
+def _compute_lines(job: dict[str, Any]) -> list[str]:
+    """Which policy planned the later passes, and what the compute between passes cost."""
+    used = job.get("policy") or "-"
+    asked = (job.get("request") or {}).get("policy")
+    line = f"dwell policy: {used}"
+    if job.get("fell_back"):
+        missed = "n2v-sqrt, auto's choice," if asked == "auto" else asked
+        line += f" ({missed} missed its compute deadline: its fallback answered)"
+    elif asked == "auto" and used == "blindspot-sqrt":
+        line += (
+            " (auto: training the network did not fit this short scan's compute deadline,"
+            f" {COMPUTE_SHARE:.0%} of the budget; it trains on longer scans, or ask for n2v-sqrt)"
+        )
+    lines = [line]
+    if job.get("train_device") not in (None, "", "-"):
+        lines.append(f"network trained on {job['train_device']} in {float(job.get('train_s') or 0):.2f} s")
+    if job.get("compute_s") is not None:
+        lines.append(f"compute between passes: {float(job['compute_s']):.2f} s of instrument time")
     return lines
 
 

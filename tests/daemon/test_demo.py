@@ -21,3 +21,4 @@ def test_demo_runs_to_completion_at_reduced_size(tmp_path):
     assert len(result.pngs) == 3 and all(p.stat().st_size > 5_000 for p in result.pngs)
     text = "\n".join(summary_lines(result))
     assert "of the 30 s budget" in text and str(result.cube_file) in text
+    assert "dwell policy: " in text and "compute between passes: " in text
