@@ -137,8 +137,7 @@ def _compute_lines(job: dict[str, Any]) -> list[str]:
     asked = (job.get("request") or {}).get("policy")
     line = f"dwell policy: {used}"
     if job.get("fell_back"):
-        missed = "n2v-sqrt, auto's choice," if asked == "auto" else asked
-        line += f" ({missed} missed its compute deadline: its fallback answered)"
+        line += f" ({asked} did not answer within its compute deadline: the fallback did)"
     elif asked == "auto" and used == "blindspot-sqrt":
         line += (
             " (auto: training the network did not fit this short scan's compute deadline,"
