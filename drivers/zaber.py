@@ -837,15 +837,18 @@ class ZaberStage(Device):
         )
         x_end = self._to_mm(self.x, x_pos.reply.number())
         if abs(x_end - plan.end_mm) > 2 * self._units(self.x).microstep_mm:
-            short = (plan.end_mm - x_end) * plan.travel_sign > 0
-            raise (StreamStarved if short else ZaberFault)(
+            what = f"row {row.row} of pass {row.pass_number}"
+            if (plan.end_mm - x_end) * plan.travel_sign > 0:
+                raise StreamStarved(
+                    self.x.where,
+                    f"{what} stopped at {x_end:.4f} mm, short of its end at {plan.end_mm:.4f} mm",
+                    "the stream ran out of queued motion (its tail reached the controller late: "
+                    "a busy host or a slow serial line) or something else stopped the stage; "
+                    "resume to fly the row again",
+                )
+            raise ZaberFault(
                 self.x.where,
-                f"row {row.row} of pass {row.pass_number} "
-                + (f"stopped at {x_end:.4f} mm, short of its end at {plan.end_mm:.4f} mm"
-                   if short else f"ended at {x_end:.4f} mm instead of {plan.end_mm:.4f} mm"),
-                "the stream ran out of queued motion (its tail reached the controller late: a "
-                "busy host or a slow serial line) or something else stopped the stage; resume to "
-                "fly the row again" if short else
+                f"{what} ended at {x_end:.4f} mm instead of {plan.end_mm:.4f} mm",
                 "check the stream settings and that nothing else moves the stage",
             )
         if y_got is not None:

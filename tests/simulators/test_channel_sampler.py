@@ -39,7 +39,7 @@ def test_every_photon_lands_where_float_inversion_puts_it():
     assert (sampler._table < 0).mean() > 0.04  # the boundary path is exercised
     component = np.repeat(np.arange(4), 50_000)
     drawn = sampler.draw(component << GUIDE_BITS, np.random.default_rng(11))
-    # replay the same random bits: 16-bit cells first, then 39 low bits per boundary photon
+    # replay the same random bits: 16-bit cells first, then LOW_BITS bits per boundary photon
     replay = np.random.default_rng(11).bit_generator
     n = component.size
     cell = replay.random_raw((n + 3) // 4).view(np.uint16)[:n].astype(np.uint64) >> np.uint64(
