@@ -24,7 +24,7 @@ def write_config(path, *, port: str | None, ioc=None, speedup: float = 20.0) -> 
         text += (
             f'[devices.sdd]\nkind = "epics-mca"\nprefix = "{ioc.record_name}"\n'
             f'elements = [{elements}]\nca_addr_list = ["{ioc.host}:{ioc.port}"]\n'
-            "timeout_s = 0.5\nacquisition_margin_s = 0.3\n"
+            "timeout_s = 2.0\nacquisition_margin_s = 0.3\n"
         )
     path.write_text(text)
     return str(path)
