@@ -20,7 +20,7 @@ from event_model import DocumentNames, schema_validators
 
 ELEMENTS = ("Ca_K", "Fe_K", "Pb_L")
 AXIS = EnergyAxis(channels=2048, gain_kev=0.02, offset_kev=-0.01)
-FAST = {"timeout_s": 0.5, "acquisition_margin_s": 0.3}
+FAST = {"timeout_s": 1.0, "acquisition_margin_s": 0.3}
 """Short timeouts so that every fault ends in well under a second."""
 HANG_S = 30.0
 """A call still running after this long counts as hung (not a timing assertion)."""
