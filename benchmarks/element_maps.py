@@ -280,11 +280,16 @@ def main(quick: bool = False) -> int:
         speed_line += f"; {gpu:,.0f} spectra/s on CUDA"
     parts.append(speed_line + ".")
     parts.append("Goals (issue 6):\n\n" + "\n".join(verdict(figures, speed)))
+    publish("element-maps", parts, notes, started, quick)
+    return 0
+
+
+def publish(section: str, parts: list[str], notes: list[str], started: float, quick: bool) -> None:
+    """Print the report (with its notes and wall time) and, for a full run, record it."""
     if notes:
         parts.append("Notes:\n\n" + "\n".join(f"- {n}" for n in notes))
     parts.append(f"Wall time {time.perf_counter() - started:.0f} s.")
     body = "\n\n".join(parts)
     print(body)
     if not quick:
-        record_section("element-maps", body)
-    return 0
+        record_section(section, body)

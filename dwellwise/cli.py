@@ -106,6 +106,7 @@ BENCHMARKS = {
     "acquisition": "dwellwise.benchmarks.acquisition_cli",
     "analysis-speed": "dwellwise.benchmarks.analysis_speed",
     "element-maps": "dwellwise.benchmarks.element_maps",
+    "element-maps-pymca": "dwellwise.benchmarks.element_maps_pymca",
     "pigments": "dwellwise.benchmarks.pigments",
     "zaber": "dwellwise.benchmarks.zaber_serial",
     "hardware-faults": "dwellwise.benchmarks.hardware_faults",

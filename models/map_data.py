@@ -24,7 +24,7 @@ drawn from their own seed stream, acquired on the default detector calibration (
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -402,14 +402,27 @@ class EvalScene:
         return (counts >= min_counts).mean(axis=(1, 2)) >= min_share
 
 
-def _acquire(
+Recording = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""``(counts (H·W, E) uint32, live_time (H·W,) s, detected (k, H, W), expected (k, H, W))``,
+rates in counts/s."""
+Recorder = Callable[
+    [SpectrumModel, np.ndarray, tuple[int, int], float, Sequence[str], np.random.Generator],
+    Recording,
+]
+"""Detector physics that records a held-out scene: ``(model, component_rates (J, H·W) counts/s,
+shape, live_time_s, names, rng) -> Recording`` on ``model.axis``."""
+
+
+def record_on_model(
     model: SpectrumModel,
     component_rates: np.ndarray,
     shape: tuple[int, int],
     live_time_s: float,
     names: Sequence[str],
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> Recording:
+    """The default :data:`Recorder`: Poisson counts on the scene's own spectrum model (the
+    physics the networks are trained on)."""
     n = shape[0] * shape[1]
     rates = component_rates.reshape(model.n_components, n)
     live = np.full(n, live_time_s)
@@ -427,11 +440,12 @@ def painting_scene(
     shape: tuple[int, int],
     names: Sequence[str] = OUTPUTS,
     live_time_s: float = EVAL_LIVE_TIME_S,
+    record: Recorder = record_on_model,
 ) -> EvalScene:
     """A :func:`load_scene` painting acquired on the default detector calibration."""
     scene = load_scene(image, shape, seed=seed)
     rng = np.random.default_rng([HELDOUT_ENTROPY, seed, 1])
-    counts, live, detected, expected = _acquire(
+    counts, live, detected, expected = record(
         scene.model, scene.component_rates(), shape, live_time_s, names, rng
     )
     return EvalScene(
@@ -455,6 +469,7 @@ def mixture_scene(
     live_time_s: float = EVAL_LIVE_TIME_S,
     axis: EnergyAxis | None = None,
     featured: Sequence[str] = (),
+    record: Recorder = record_on_model,
 ) -> EvalScene:
     """A held-out random-mixture scene: regions of a procedural painting each get a random layer
     stack of the recipe (the first regions carry a pigment of each ``featured`` family), with
@@ -479,7 +494,7 @@ def mixture_scene(
     ]
     intensity = np.clip(1.0 + 0.12 * smooth_field(shape, min(shape) / 5, rng), 0.6, 1.4).ravel()
     rates = sim.stack.component_rates(masses, intensity)
-    counts, live, detected, expected = _acquire(sim.model, rates, shape, live_time_s, names, rng)
+    counts, live, detected, expected = record(sim.model, rates, shape, live_time_s, names, rng)
     label = f"mixture#{index}" + ("" if axis == EnergyAxis() else " (odd calibration)")
     return EvalScene(label, "mixture", counts, axis, live, shape, detected, expected, tuple(names))
 
@@ -492,12 +507,14 @@ def heldout_scenes(
     names: Sequence[str] = OUTPUTS,
     odd_calibration: bool = True,
     live_time_s: float = EVAL_LIVE_TIME_S,
+    record: Recorder = record_on_model,
 ) -> Iterator[EvalScene]:
     """The held-out evaluation set, one scene at a time (a cube is tens of MB): each
     scikit-image painting (seed 11, 12…), then ``n_mixtures`` mixture scenes that feature two
-    targets each in turn, so all 12 targets appear; the last one on :data:`ODD_AXIS`."""
+    targets each in turn, so all 12 targets appear; the last one on :data:`ODD_AXIS`.
+    ``record`` is the detector physics (default: the simulator the networks train on)."""
     for i, image in enumerate(images):
-        yield painting_scene(image, 11 + i, shape, names, live_time_s)
+        yield painting_scene(image, 11 + i, shape, names, live_time_s, record)
     for i in range(n_mixtures):
         featured = [TARGETS[(2 * i) % len(TARGETS)], TARGETS[(2 * i + 1) % len(TARGETS)]]
         odd = odd_calibration and i == n_mixtures - 1
@@ -508,6 +525,7 @@ def heldout_scenes(
             live_time_s=live_time_s,
             axis=ODD_AXIS if odd else None,
             featured=featured,
+            record=record,
         )
 
 
