@@ -45,13 +45,16 @@ class PymcaShapes:
 
 
 def pymca_shapes(
-    axis: EnergyAxis, families: Sequence[str], fwhm_mn_ka_ev: float = 145.0
+    axis: EnergyAxis,
+    families: Sequence[str],
+    fwhm_mn_ka_ev: float = 145.0,
+    hypermet: int = HYPERMET_ALL,
 ) -> PymcaShapes:
     """PyMca's shape of each family in ``families`` that has a line on ``axis`` (excited by
     Rh Kα), and of the scatter peaks of Rh Kα and Kβ, for a detector of ``fwhm_mn_ka_ev`` at
     Mn Kα (5.895 keV)."""
-    ka = _columns(axis, families, EXCITATION_KEV, fwhm_mn_ka_ev)
-    kb = _columns(axis, families, RH_KB_KEV, fwhm_mn_ka_ev)
+    ka = _columns(axis, families, EXCITATION_KEV, fwhm_mn_ka_ev, hypermet)
+    kb = _columns(axis, families, RH_KB_KEV, fwhm_mn_ka_ev, hypermet)
     shapes = {}
     for label in families:
         col = ka.get(label.replace("_", " "))
@@ -64,7 +67,11 @@ def pymca_shapes(
 
 
 def _columns(
-    axis: EnergyAxis, families: Sequence[str], excitation_kev: float, fwhm_mn_ka_ev: float
+    axis: EnergyAxis,
+    families: Sequence[str],
+    excitation_kev: float,
+    fwhm_mn_ka_ev: float,
+    hypermet: int,
 ) -> dict[str, np.ndarray]:
     """PyMca's unit-area column of every peak group and scatter peak (``Fe K``, ``Scatter
     Peak000``, ``Scatter Compton000``) on ``axis`` for one excitation energy."""
@@ -80,7 +87,7 @@ def _columns(
     config["peaks"] = {s: (f if len(f) > 1 else f[0]) for s, f in peaks.items()}
     last = axis.channels - 1
     config["fit"].update(
-        xmin=0, xmax=last, stripflag=0, continuum=0, hypermetflag=HYPERMET_ALL, escapeflag=1,
+        xmin=0, xmax=last, stripflag=0, continuum=0, hypermetflag=hypermet, escapeflag=1,
         sumflag=0, scatterflag=1, energy=[excitation_kev], energyweight=[1.0], energyflag=[1],
         energyscatter=[1],
     )  # fmt: skip
@@ -113,6 +120,8 @@ class PymcaRecorder:
 
     fwhm_mn_ka_ev: float = 145.0
     """Detector resolution, eV FWHM at Mn Kα."""
+    hypermet: int = HYPERMET_ALL
+    """PyMca's peak shape flag (1: Gaussian only; :data:`HYPERMET_ALL`: with tails and step)."""
     fallbacks: set[str] = field(default_factory=set)
     """Families PyMca has no line for on an axis; they keep our simulator's shape."""
     _cache: dict = field(default_factory=dict, repr=False)
@@ -122,7 +131,7 @@ class PymcaRecorder:
         holds the share of the component's photons inside the axis, as our basis does."""
         key = (model.axis, model.elements)
         if key not in self._cache:
-            shapes = pymca_shapes(model.axis, model.elements, self.fwhm_mn_ka_ev)
+            shapes = pymca_shapes(model.axis, model.elements, self.fwhm_mn_ka_ev, self.hypermet)
             ours = model.element_basis
             rows = []
             for i, label in enumerate(model.elements):

@@ -8,7 +8,7 @@ from functools import cached_property
 import numpy as np
 import xraylib
 from dwellwise.simulators.energy import EnergyAxis
-from scipy.special import erf
+from scipy.special import erf, erfc, erfcx
 
 FANO = 0.114
 """Fano factor of silicon."""
@@ -38,6 +38,17 @@ class SDDResponse:
     """Air between the painting and the detector window, mm."""
     escape: bool = True
     """Model Si K escape peaks at E − 1.74 keV."""
+    short_tail: float = 0.0
+    """Share of a peak's photons in its short low-energy tail (incomplete charge collection
+    near the entrance window; 0.01-0.08 on real SDDs). 0: a pure Gaussian."""
+    short_tail_sigmas: float = 1.0
+    """Decay length of the short tail, in Gaussian σ of the peak."""
+    long_tail: float = 0.0
+    """Share of a peak's photons in its long low-energy tail."""
+    long_tail_sigmas: float = 10.0
+    """Decay length of the long tail, in Gaussian σ of the peak."""
+    step: float = 0.0
+    """Share of a peak's photons in a flat shelf from 0 keV up to the peak."""
 
     @cached_property
     def electronic_noise_ev2(self) -> float:
@@ -95,14 +106,29 @@ class SDDResponse:
         (e.g. Doppler broadening of the Compton peak).
         """
         p_esc = self.escape_fraction(energy_kev)
-        shape = (1.0 - p_esc) * gaussian_bins(
-            axis, energy_kev, np.hypot(self.fwhm_kev(energy_kev), extra_fwhm_kev)
-        )
+        shape = (1.0 - p_esc) * self._line(axis, energy_kev, extra_fwhm_kev)
         if p_esc > 0:
-            e_esc = energy_kev - SI_KA_KEV
-            shape += p_esc * gaussian_bins(
-                axis, e_esc, np.hypot(self.fwhm_kev(e_esc), extra_fwhm_kev)
-            )
+            shape += p_esc * self._line(axis, energy_kev - SI_KA_KEV, extra_fwhm_kev)
+        return shape
+
+    def _line(self, axis: EnergyAxis, energy_kev: float, extra_fwhm_kev: float) -> np.ndarray:
+        """Unit-area Gaussian with the low-energy tails and step (hypermet shape)."""
+        fwhm = float(np.hypot(self.fwhm_kev(energy_kev), extra_fwhm_kev))
+        gaussian = 1.0 - self.short_tail - self.long_tail - self.step
+        if gaussian == 1.0:
+            return gaussian_bins(axis, energy_kev, fwhm)
+        if not 0.0 < gaussian <= 1.0 or min(self.short_tail, self.long_tail, self.step) < 0:
+            raise ValueError("tail and step shares must be >= 0 and leave the Gaussian a share")
+        sigma = fwhm / _FWHM_PER_SIGMA
+        shape = gaussian * gaussian_bins(axis, energy_kev, fwhm)
+        for share, sigmas in (
+            (self.short_tail, self.short_tail_sigmas),
+            (self.long_tail, self.long_tail_sigmas),
+        ):
+            if share > 0:
+                shape += share * tail_bins(axis, energy_kev, sigma, sigmas * sigma)
+        if self.step > 0:
+            shape += self.step * step_bins(axis, energy_kev, sigma)
         return shape
 
 
@@ -111,3 +137,34 @@ def gaussian_bins(axis: EnergyAxis, center_kev: float, fwhm_kev: float) -> np.nd
     sigma = float(fwhm_kev) / _FWHM_PER_SIGMA
     cdf = 0.5 * (1.0 + erf((axis.edges - center_kev) / (sigma * _SQRT2)))
     return np.diff(cdf)
+
+
+def tail_bins(axis: EnergyAxis, center_kev: float, sigma_kev: float, decay_kev: float) -> np.ndarray:
+    """Unit-area low-energy exponential tail (decay length ``decay_kev``) convolved with the
+    peak's Gaussian, per channel: ``exp(x/β + σ²/2β²) erfc(x/√2σ + σ/√2β) / 2β``, x = E − E0
+    (evaluated at channel centres, renormalised to unit area on an unbounded axis)."""
+    x = axis.centers - center_kev
+    z = x / (sigma_kev * _SQRT2) + sigma_kev / (decay_kev * _SQRT2)
+    a = x / decay_kev + sigma_kev**2 / (2 * decay_kev**2)
+    # exp(a)·erfc(z) without overflow: for z > 0 it is exp(a − z²)·erfcx(z)
+    above = z > 0
+    density = np.empty_like(x)
+    density[above] = np.exp(a[above] - z[above] ** 2) * erfcx(z[above])
+    density[~above] = np.exp(a[~above]) * erfc(z[~above])
+    density /= 2 * decay_kev
+    return _unit_inside(density * axis.gain_kev, axis, center_kev, 8 * decay_kev + 5 * sigma_kev)
+
+
+def step_bins(axis: EnergyAxis, center_kev: float, sigma_kev: float) -> np.ndarray:
+    """Unit-area flat shelf from 0 keV to the peak, its edge smoothed by the peak's Gaussian."""
+    x = axis.centers - center_kev
+    density = 0.5 * erfc(x / (sigma_kev * _SQRT2)) * (axis.centers > 0) / center_kev
+    return _unit_inside(density * axis.gain_kev, axis, center_kev, center_kev)
+
+
+def _unit_inside(values: np.ndarray, axis: EnergyAxis, center_kev: float, reach_kev: float):
+    """Scale to unit area when the whole term lies on the axis; keep the true share inside
+    when part of it (below the first or above the last channel) does not."""
+    inside = axis.edges[0] <= center_kev - reach_kev and center_kev + reach_kev <= axis.edges[-1]
+    total = values.sum()
+    return values / total if inside and total > 0 else values

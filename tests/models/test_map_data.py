@@ -8,6 +8,9 @@ import pytest
 from dwellwise.models.element_nets import MODEL_AXIS, OUTPUTS, TARGETS
 from dwellwise.models.map_data import (
     EXTRA_PIGMENTS,
+    NOMINAL_DETECTOR,
+    DetectorSpread,
+    MixtureRecipe,
     PixelSimulator,
     carrier_check,
     mixture_scene,
@@ -53,6 +56,27 @@ def test_detected_truth_is_the_poisson_draw_of_the_expected_rate() -> None:
     np.testing.assert_allclose(counts_per_pixel, np.round(counts_per_pixel), atol=1e-3)
     # every recorded photon of the families lies in the spectrum (plus scatter and others)
     assert np.all(data.counts.sum(axis=1) + 1 >= counts_per_pixel.sum(axis=1) * 0.95)
+
+
+def test_each_block_of_training_pixels_has_its_own_detector() -> None:
+    spread = DetectorSpread(block_pixels=500)
+    responses = [spread.draw(np.random.default_rng(i)) for i in range(20)]
+    fwhm = [r.fwhm_mn_ka_ev for r in responses]
+    assert min(fwhm) >= 135 and max(fwhm) <= 160 and np.ptp(fwhm) > 10
+    assert max(r.short_tail for r in responses) > 0.04 and max(r.step for r in responses) > 0.005
+    # the same pixels on the nominal detector and on spread ones: same truth, other spectra
+    nominal = PixelSimulator(MixtureRecipe(detector=NOMINAL_DETECTOR))
+    spread_sim = PixelSimulator(MixtureRecipe(detector=spread))
+    a = nominal.simulate(1000, np.random.default_rng(4))
+    b = spread_sim.simulate(1000, np.random.default_rng(4))
+    assert a.counts.shape == b.counts.shape
+    assert not np.array_equal(a.counts, b.counts)
+    ratio = b.counts.sum() / a.counts.sum()  # line ratios spread, photon totals kept (± a few %)
+    assert 0.9 < ratio < 1.1
+    with pytest.raises(ValueError, match="leave the Gaussian a share"):
+        DetectorSpread(short_tail=(0.0, 0.6), long_tail=(0.0, 0.5))
+    with pytest.raises(ValueError, match="fwhm_mn_ka_ev must be a range"):
+        DetectorSpread(fwhm_mn_ka_ev=(160.0, 135.0))
 
 
 def test_pixels_are_seeded_and_streams_independent() -> None:

@@ -83,3 +83,29 @@ def test_unknown_or_unexcited_families_are_refused():
         SpectrumModel(["Xx_K"])
     with pytest.raises(ValueError, match="Z"):
         SpectrumModel(["Sn_K"])
+
+
+def test_low_energy_tails_and_step_move_counts_below_the_peak_and_keep_its_area():
+    fine = EnergyAxis(channels=12000, gain_kev=0.001)
+    plain = SDDResponse(escape=False).peak(fine, 5.899)
+    tailed = SDDResponse(escape=False, short_tail=0.05, long_tail=0.02, step=0.005).peak(
+        fine, 5.899
+    )
+    assert tailed.sum() == pytest.approx(1.0, abs=1e-6)
+    assert fine.centers[np.argmax(tailed)] == pytest.approx(5.899, abs=0.002)
+    sigma = SDDResponse().sigma_kev(5.899)
+    below = fine.centers < 5.899 - 4 * sigma
+    assert plain[below].sum() < 1e-4
+    # long tail (decay 10 σ) 0.02·e^-0.4, short tail (1 σ) 0.05·e^-4, the step nearly all 0.005
+    assert tailed[below].sum() == pytest.approx(0.02 * np.exp(-0.4) + 0.05 * np.exp(-4) + 0.005, rel=0.1)
+    above = fine.centers > 5.899 + 4 * sigma
+    assert tailed[above].sum() < 1e-4  # tails are on the low side only
+    shelf = (fine.centers > 1.0) & (fine.centers < 3.0)  # the step's flat part, 0.005 / 5.9 keV
+    assert tailed[shelf].sum() == pytest.approx(0.005 / 5.899 * 2.0, rel=0.3)
+
+
+def test_tail_shares_that_leave_no_gaussian_are_refused():
+    with pytest.raises(ValueError, match="tail and step shares"):
+        SDDResponse(short_tail=0.7, long_tail=0.4).peak(AXIS, 6.4)
+    with pytest.raises(ValueError, match="tail and step shares"):
+        SDDResponse(step=-0.01).peak(AXIS, 6.4)
