@@ -146,6 +146,19 @@ class PymcaRecorder:
             self._cache[key] = np.asarray(rows)
         return self._cache[key]
 
+    def expected_spectra(self, model: SpectrumModel, component_rates: np.ndarray) -> np.ndarray:
+        """Expected count-rate spectra ``(N, E)`` on ``model.axis`` (counts/s per channel) of
+        ``(J, N)`` component rates of ``model``, with PyMca's peaks."""
+        return self._basis_rates(model, component_rates).T @ self._basis(model)
+
+    def _basis_rates(self, model: SpectrumModel, component_rates: np.ndarray) -> np.ndarray:
+        """``(C + 3, N)`` rates of the rows of :meth:`_basis`, counts/s."""
+        scatter = model.group_of_component < 0
+        labels = [c.label for c in model.components if c.group < 0]
+        order = [labels.index(s) for s in ("rayleigh", "compton", "continuum")]
+        per_family = family_sums(model, component_rates, model.elements)
+        return np.concatenate([per_family, component_rates[scatter][order]])
+
     def __call__(
         self,
         model: SpectrumModel,
@@ -157,11 +170,8 @@ class PymcaRecorder:
     ) -> Recording:
         n = shape[0] * shape[1]
         rates = component_rates.reshape(model.n_components, n)
-        scatter = model.group_of_component < 0
-        labels = [c.label for c in model.components if c.group < 0]
-        order = [labels.index(s) for s in ("rayleigh", "compton", "continuum")]
-        per_family = family_sums(model, rates, model.elements)
-        basis_rates = np.concatenate([per_family, rates[scatter][order]])
+        basis_rates = self._basis_rates(model, rates)
+        per_family = basis_rates[: len(model.elements)]
         live = np.full(n, live_time_s)
         counts, photons = count_with_truth(
             ChannelSampler(self._basis(model)), basis_rates, live, rng, model.axis.channels

@@ -108,6 +108,7 @@ BENCHMARKS = {
     "element-maps": "dwellwise.benchmarks.element_maps",
     "element-maps-pymca": "dwellwise.benchmarks.element_maps_pymca",
     "pigments": "dwellwise.benchmarks.pigments",
+    "pigments-pymca": "dwellwise.benchmarks.pigments_pymca",
     "zaber": "dwellwise.benchmarks.zaber_serial",
     "hardware-faults": "dwellwise.benchmarks.hardware_faults",
 }

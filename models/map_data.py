@@ -32,15 +32,15 @@ import numpy as np
 import scipy.sparse as sp
 from dwellwise.models.element_nets import MODEL_AXIS, OUTPUTS, TARGETS
 from dwellwise.simulators.detector import ChannelSampler
+from dwellwise.simulators.detector_spread import DetectorSpread, spread_basis
 from dwellwise.simulators.energy import EnergyAxis
 from dwellwise.simulators.lines import groups_for_element, line_group
 from dwellwise.simulators.paint import PaintStack, pigment_mass
 from dwellwise.simulators.pigments import Pigment, pigment_database
 from dwellwise.simulators.procedural import label_painting, smooth_field
-from dwellwise.simulators.response import SDDResponse
 from dwellwise.simulators.scenes import SAMPLE_IMAGES, load_scene
 from dwellwise.simulators.spectra import SpectrumModel
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 
 def _extra(key: str, name: str, formula: str, rgb, density: float, role, notes: str) -> Pigment:
@@ -148,59 +148,6 @@ that manganese, strontium and potassium appear in the training data."""
 def palette() -> tuple[Pigment, ...]:
     """Every pigment of the recipe: the database, then :data:`EXTRA_PIGMENTS`."""
     return (*pigment_database().values(), *EXTRA_PIGMENTS)
-
-
-class DetectorSpread(BaseModel):
-    """How the detector varies between blocks of training pixels. Each block is counted on its
-    own random detector (resolution, low-energy tails and step, line ratios), so the networks
-    learn element signatures rather than one response's exact peak shape; the held-out scenes
-    and every other simulation keep the nominal detector."""
-
-    fwhm_mn_ka_ev: tuple[float, float] = (135.0, 160.0)
-    """Resolution at Mn Kα, eV FWHM, uniform."""
-    short_tail: tuple[float, float] = (0.0, 0.08)
-    """Share of each peak in its short low-energy tail, uniform."""
-    short_tail_sigmas: tuple[float, float] = (0.5, 2.0)
-    """Decay length of the short tail, Gaussian σ, uniform."""
-    long_tail: tuple[float, float] = (0.0, 0.04)
-    """Share of each peak in its long low-energy tail, uniform."""
-    long_tail_sigmas: tuple[float, float] = (5.0, 20.0)
-    """Decay length of the long tail, Gaussian σ, uniform."""
-    step: tuple[float, float] = (0.0, 0.01)
-    """Share of each peak in the flat shelf below it, uniform."""
-    line_ratio_sigma: float = Field(default=0.08, ge=0)
-    """Log-normal spread of each line cluster's rate (line libraries and matrix absorption
-    shift the ratios within a family by several %)."""
-    block_pixels: int = Field(default=2048, ge=1)
-    """Pixels counted on one random detector."""
-
-    @model_validator(mode="after")
-    def _ordered(self) -> DetectorSpread:
-        for name in ("fwhm_mn_ka_ev", "short_tail", "short_tail_sigmas", "long_tail",
-                     "long_tail_sigmas", "step"):  # fmt: skip
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi:
-                raise ValueError(f"{name} must be a range 0 <= low <= high, got {(lo, hi)}")
-        if self.short_tail[1] + self.long_tail[1] + self.step[1] >= 1:
-            raise ValueError("the tails and step must leave the Gaussian a share of every peak")
-        return self
-
-    def draw(self, rng: np.random.Generator) -> SDDResponse:
-        """One random detector."""
-        u = {
-            name: rng.uniform(*getattr(self, name))
-            for name in ("fwhm_mn_ka_ev", "short_tail", "short_tail_sigmas", "long_tail",
-                         "long_tail_sigmas", "step")  # fmt: skip
-        }
-        return SDDResponse(**{k: float(v) for k, v in u.items()})
-
-
-NOMINAL_DETECTOR = DetectorSpread(
-    fwhm_mn_ka_ev=(145.0, 145.0), short_tail=(0.0, 0.0), long_tail=(0.0, 0.0), step=(0.0, 0.0),
-    line_ratio_sigma=0.0,
-)  # fmt: skip
-"""No spread: every training pixel on the simulator's nominal detector (the recipe of the
-weights shipped before 2026-11-23)."""
 
 
 class MixtureRecipe(BaseModel):
@@ -387,7 +334,8 @@ class PixelSimulator:
             intensity = rng.uniform(*self.recipe.intensity, size=m)
             rates = self.stack.component_rates(masses, intensity)
             live = _log_uniform(rng, self.recipe.live_time_s, m)
-            sampler, ratios = self._random_detector(rng)
+            basis, ratios = spread_basis(self.model, self.recipe.detector, rng)
+            sampler = self.sampler if basis is None else ChannelSampler(basis)
             rates *= ratios[:, None]
             c, photons = count_with_truth(
                 sampler, rates, live, rng, self.axis.channels, dtype=np.uint16
@@ -404,21 +352,6 @@ class PixelSimulator:
             names=self.names,
             axis=self.axis,
         )
-
-
-    def _random_detector(self, rng: np.random.Generator) -> tuple[ChannelSampler, np.ndarray]:
-        """A sampler for one random detector of the recipe, and ``(J,)`` factors on the
-        component rates (1 for the scatter terms) that spread the line ratios."""
-        spread = self.recipe.detector
-        if spread.model_dump(exclude={"block_pixels"}) == NOMINAL_DETECTOR.model_dump(
-            exclude={"block_pixels"}
-        ):
-            return self.sampler, np.ones(self.model.n_components)
-        response = spread.draw(rng)
-        model = SpectrumModel(self.model.elements, axis=self.axis, response=response)
-        ratios = np.exp(rng.normal(0.0, spread.line_ratio_sigma, self.model.n_components))
-        ratios[self.model.group_of_component < 0] = 1.0
-        return ChannelSampler(model.basis), ratios
 
 
 def family_z(family: str) -> int:

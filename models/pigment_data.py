@@ -51,6 +51,7 @@ from functools import cache
 import numpy as np
 from dwellwise.models.calibration import resample_counts
 from dwellwise.simulators.detector import PoissonSDD
+from dwellwise.simulators.detector_spread import DetectorSpread, spread_basis
 from dwellwise.simulators.energy import EnergyAxis
 from dwellwise.simulators.lines import groups_for_element
 from dwellwise.simulators.paint import PaintStack, pigment_mass
@@ -108,6 +109,9 @@ class PigmentRecipe(BaseModel, frozen=True):
     """Per-pixel relative excitation intensity (tube distance, relief), drawn uniformly."""
     reference_live_time_s: float = Field(1.0, gt=0)
     """Live time of the reference measurement that decides whether a pigment is detectable."""
+    detector: DetectorSpread = DetectorSpread()
+    """How the detector varies between blocks of spectra on the fast (training) path; the
+    photon-counting path (``end_to_end``, the held-out sets) keeps the nominal detector."""
 
     @model_validator(mode="after")
     def _ranges(self) -> PigmentRecipe:
@@ -363,7 +367,10 @@ def spectra_from_layers(
     phys = physics(axis)
     n = layers.top.shape[0]
     rates = phys.component_rates(layers)
-    expected = phys.model.expected_spectra(rates).astype(np.float32)
+    if end_to_end:
+        expected = phys.model.expected_spectra(rates).astype(np.float32)
+    else:
+        expected = _spread_spectra(phys.model, rates, recipe.detector, rng)
     if live_time_s is None:
         live = draw_live_time(n, rng, recipe)
     else:
@@ -390,6 +397,21 @@ def spectra_from_layers(
         axis=axis,
         names=phys.names,
     )
+
+
+def _spread_spectra(
+    model: SpectrumModel, rates: np.ndarray, spread: DetectorSpread, rng: np.random.Generator
+) -> np.ndarray:
+    """Expected spectra ``(N, E)`` float32 of ``(J, N)`` component rates, each block of
+    ``spread.block_pixels`` on its own random detector."""
+    n = rates.shape[1]
+    out = np.empty((n, model.axis.channels), dtype=np.float32)
+    for s in range(0, n, spread.block_pixels):
+        block = rates[:, s : s + spread.block_pixels]
+        basis, ratios = spread_basis(model, spread, rng)
+        basis = model.basis if basis is None else basis
+        out[s : s + block.shape[1]] = (block * ratios[:, None]).T @ basis
+    return out
 
 
 def simulate_pigment_spectra(

@@ -60,3 +60,21 @@ def test_a_scene_recorded_with_pymca_peaks_keeps_its_rates_and_truth():
     k = theirs.names.index("Pb_L")  # detected photons scatter around the expected rate
     live = theirs.live_time[0]
     assert theirs.detected[k].sum() * live == pytest.approx(theirs.expected[k].sum() * live, rel=0.01)
+
+
+def test_pigment_stacks_recorded_with_pymca_peaks_keep_their_photons():
+    pytest.importorskip("PyMca5")
+    from dwellwise.benchmarks.pigments_pymca import pymca_counts
+    from dwellwise.benchmarks.pymca_physics import PymcaRecorder
+    from dwellwise.models.pigment_data import HELDOUT_RECIPE, draw_layers, spectra_from_layers
+
+    axis = EnergyAxis(channels=1024, gain_kev=0.02)
+    rng = np.random.default_rng(2)
+    layers = draw_layers(40, rng, HELDOUT_RECIPE)
+    ours = spectra_from_layers(
+        layers, rng=rng, recipe=HELDOUT_RECIPE, axis=axis, live_time_s=0.5, end_to_end=True
+    )
+    theirs = pymca_counts(layers, axis, PymcaRecorder(), 0.5, rng)
+    assert theirs.shape == ours.counts.shape
+    assert theirs.sum() == pytest.approx(ours.counts.sum(), rel=0.02)
+    assert not np.allclose(theirs.sum(axis=0), ours.counts.sum(axis=0), rtol=0.05)

@@ -8,8 +8,6 @@ import pytest
 from dwellwise.models.element_nets import MODEL_AXIS, OUTPUTS, TARGETS
 from dwellwise.models.map_data import (
     EXTRA_PIGMENTS,
-    NOMINAL_DETECTOR,
-    DetectorSpread,
     MixtureRecipe,
     PixelSimulator,
     carrier_check,
@@ -17,6 +15,7 @@ from dwellwise.models.map_data import (
     palette,
     training_streams,
 )
+from dwellwise.simulators.detector_spread import NOMINAL_DETECTOR, DetectorSpread
 from dwellwise.simulators.pigments import pigment_database
 
 

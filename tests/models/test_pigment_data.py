@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from dwellwise.models import pigment_data as pd
+from dwellwise.simulators.detector_spread import NOMINAL_DETECTOR, DetectorSpread
 from dwellwise.simulators.energy import EnergyAxis
 from dwellwise.simulators.paint import pigment_mass
 from dwellwise.simulators.pigments import get_pigment
@@ -108,8 +109,9 @@ def test_labels_mark_what_xrf_can_see():
     assert both[0, names.index("lead_white")] and both[0, names.index("red_lead")]
 
 
-def test_photon_counting_path_matches_the_fast_path():
-    fast = pd.simulate_pigment_spectra(120, seed=5, axis=AXIS, live_time_s=0.5)
+def test_photon_counting_path_matches_the_fast_path_on_the_nominal_detector():
+    nominal = pd.TRAINING_RECIPE.model_copy(update={"detector": NOMINAL_DETECTOR})
+    fast = pd.simulate_pigment_spectra(120, seed=5, axis=AXIS, live_time_s=0.5, recipe=nominal)
     e2e = pd.simulate_pigment_spectra(120, seed=5, axis=AXIS, live_time_s=0.5, end_to_end=True)
     assert np.array_equal(fast.labels, e2e.labels)
     assert np.allclose(e2e.counts, np.round(e2e.counts))  # 10 eV channels fold in whole
@@ -118,6 +120,16 @@ def test_photon_counting_path_matches_the_fast_path():
         assert got.sum() == pytest.approx(expected.sum(), rel=0.01)
         big = expected > 2000
         assert np.allclose(got[big], expected[big], rtol=0.1)
+
+
+def test_training_spectra_come_from_a_spread_of_detectors():
+    spread = pd.TRAINING_RECIPE.model_copy(update={"detector": DetectorSpread(block_pixels=50)})
+    nominal = pd.TRAINING_RECIPE.model_copy(update={"detector": NOMINAL_DETECTOR})
+    a = pd.simulate_pigment_spectra(200, seed=6, axis=AXIS, live_time_s=0.5, recipe=nominal)
+    b = pd.simulate_pigment_spectra(200, seed=6, axis=AXIS, live_time_s=0.5, recipe=spread)
+    assert np.array_equal(a.labels, b.labels)  # the same stacks
+    assert not np.allclose(a.expected, b.expected, rtol=0.01)
+    assert b.expected.sum() == pytest.approx(a.expected.sum(), rel=0.05)
 
 
 def test_mockup_stacks_are_table_2():
