@@ -22,6 +22,7 @@ from dwellwise.benchmarks.element_maps import (
     element_table,
     publish,
 )
+from dwellwise.benchmarks.pymca_physics import PymcaRecorder, pymca_missing
 from dwellwise.benchmarks.results import markdown_table
 from dwellwise.models.element_nets import TARGETS
 from dwellwise.models.map_data import heldout_scenes
@@ -86,11 +87,9 @@ def findings(figures: dict[str, dict]) -> list[str]:
 
 
 def main(quick: bool = False) -> int:
-    try:
-        import PyMca5  # noqa: F401
-        from dwellwise.benchmarks.pymca_physics import PymcaRecorder
-    except ImportError as exc:
-        print(f"PyMca is not installed ({exc}); `pip install dwellwise[pymca]` adds it")
+    missing = pymca_missing()
+    if missing is not None:
+        print(missing)
         return 1
     cfg = QUICK if quick else FULL
     started = time.perf_counter()

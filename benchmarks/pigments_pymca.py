@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 from dwellwise.benchmarks.element_maps import publish
+from dwellwise.benchmarks.pymca_physics import HYPERMET_ALL, PymcaRecorder, pymca_missing
 from dwellwise.benchmarks.results import markdown_table
 from dwellwise.models.calibration import resample_counts
 from dwellwise.models.pigment_data import (
@@ -41,11 +42,9 @@ def pymca_counts(layers, axis, recorder, live_time_s: float, rng) -> np.ndarray:
 
 
 def main(quick: bool = False) -> int:
-    try:
-        import PyMca5  # noqa: F401
-        from dwellwise.benchmarks.pymca_physics import HYPERMET_ALL, PymcaRecorder
-    except ImportError as exc:
-        print(f"PyMca is not installed ({exc}); `pip install dwellwise[pymca]` adds it")
+    missing = pymca_missing()
+    if missing is not None:
+        print(missing)
         return 1
     cfg = QUICK if quick else FULL
     started = time.perf_counter()

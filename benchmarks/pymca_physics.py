@@ -32,6 +32,15 @@ FANO = 0.114
 """Fano factor of silicon, as our response and PyMca's default use."""
 
 
+def pymca_missing() -> str | None:
+    """Why PyMca cannot be used here (a message for the user), or None when it can."""
+    try:
+        import PyMca5  # noqa: F401
+    except ImportError as exc:
+        return f"PyMca is not installed ({exc}); `pip install dwellwise[pymca]` adds it"
+    return None
+
+
 @dataclass(frozen=True)
 class PymcaShapes:
     """Unit-area spectra of PyMca's model on one axis."""
