@@ -23,7 +23,6 @@ from dwellwise.models.map_data import Recording, count_with_truth, family_sums
 from dwellwise.simulators.detector import ChannelSampler
 from dwellwise.simulators.energy import EnergyAxis
 from dwellwise.simulators.lines import EXCITATION_KEV
-from dwellwise.simulators.response import SDDResponse
 from dwellwise.simulators.spectra import RH_KB_KEV, RH_KB_OVER_KA, SpectrumModel
 
 HYPERMET_ALL = 15
@@ -149,8 +148,7 @@ class PymcaRecorder:
                 else:
                     self.fallbacks.add(label)
                     rows.append(ours[i])
-            scatter = [c.label for c in model.components if c.group < 0]
-            continuum = model.basis[scatter.index("continuum") - len(scatter)]
+            continuum = model.basis[[c.label for c in model.components].index("continuum")]
             rows += [shapes.rayleigh, shapes.compton, continuum]
             self._cache[key] = np.asarray(rows)
         return self._cache[key]
@@ -194,7 +192,3 @@ class PymcaRecorder:
                 expected[k] = per_family[index[name]]
         return counts, live, detected.reshape(-1, *shape), expected.reshape(-1, *shape)
 
-
-def response_fwhm_ev() -> float:
-    """Our simulator's FWHM at Mn Kα, eV."""
-    return float(SDDResponse().fwhm_kev(5.895)) * 1000.0
