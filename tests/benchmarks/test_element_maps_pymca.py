@@ -78,3 +78,22 @@ def test_pigment_stacks_recorded_with_pymca_peaks_keep_their_photons():
     assert theirs.shape == ours.counts.shape
     assert theirs.sum() == pytest.approx(ours.counts.sum(), rel=0.02)
     assert not np.allclose(theirs.sum(axis=0), ours.counts.sum(axis=0), rtol=0.05)
+
+
+def test_resolution_table_has_a_column_per_detector_and_no_ceiling_row():
+    from dwellwise.benchmarks.element_maps_pymca import resolution_table
+    from dwellwise.models.element_nets import TARGETS
+    from dwellwise.models.map_metrics import ElementSummary
+    from dwellwise.models.map_training import PERFECT_COUNTING
+
+    def summary(ssim):
+        s = {n: ElementSummary(scenes=2, ssim=ssim, pearson=0.9, slope=1.0, z=(1, 0, 0, 0)) for n in TARGETS}
+        return {"expected": s, "detected": s}
+
+    figures = {
+        fwhm: {"1DCNN+": summary(v), PERFECT_COUNTING: summary(1.0)}
+        for fwhm, v in ((125.0, 0.8), (145.0, 0.9), (170.0, 0.7))
+    }
+    table = resolution_table(figures)
+    assert table.splitlines()[0] == "| method | 125 eV | 145 eV | 170 eV |"
+    assert "| 1DCNN+ | 0.800 | 0.900 | 0.700 |" in table and PERFECT_COUNTING not in table
