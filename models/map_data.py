@@ -7,7 +7,9 @@ trace pigment, half the time a hidden layer of 1-2 pigments (50-200 µm), and a 
 ground (150-200 µm, paper 004) that may carry traces of celestine. Rates come from
 :class:`~dwellwise.simulators.paint.PaintStack` (Beer-Lambert attenuation of every line, scatter
 and continuum); counts are Poisson at a log-uniform live time of 5-100 ms per pixel, binned on
-the model axis. The palette is the pigment database plus :data:`EXTRA_PIGMENTS`: the database has
+the model axis, each block of pixels on its own random detector
+(:class:`~dwellwise.simulators.detector_spread.DetectorSpread`: resolution, low-energy tails and
+step, line ratios), while the held-out scenes keep the nominal one. The palette is the pigment database plus :data:`EXTRA_PIGMENTS`: the database has
 no manganese or strontium pigment and little potassium, so Mn K, Sr K and K K would never appear.
 
 **The truth** of a pixel is the number of photons of each family that the detector recorded
