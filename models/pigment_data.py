@@ -36,7 +36,9 @@ the physics, not by the count level.
 
 **Counts.** The training path draws Poisson counts per channel of the model's own axis from the
 expected spectrum (a channel of a Poisson process is Poisson, so this equals photon counting
-followed by rebinning, without the cost). The held-out path (``end_to_end=True``) counts photons
+followed by rebinning, without the cost), each block of spectra on its own random detector
+(``recipe.detector``, :class:`~dwellwise.simulators.detector_spread.DetectorSpread`). The
+held-out path (``end_to_end=True``) counts photons
 with :class:`~dwellwise.simulators.detector.PoissonSDD` on the detector's 4096-channel default
 calibration, dead time included, and resamples them onto the model's axis with
 :func:`~dwellwise.models.calibration.resample_counts`, as ``dwellwise analyze`` does.
