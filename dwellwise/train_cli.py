@@ -24,6 +24,12 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         choices=["fcn", "fcn+", "1dcnn", "1dcnn+", "all"],
         help="which architecture to train (default 1dcnn+, the one analyze uses)",
     )
+    maps.add_argument(
+        "--long-dwell",
+        action="store_true",
+        help="train the long-dwell network instead (0.1-2 s pixels; analyze uses it for pixels "
+        "of 0.15 s live time or more; written as maps_<arch>_long.pt)",
+    )
     pigments = what.add_parser("pigments", help="pigment classifier (1D CNN of paper 004)")
     _common(pigments)
 

@@ -84,6 +84,16 @@ FULL_RECIPE = TrainingRecipe()
 """The recipe of the shipped weights."""
 QUICK_RECIPE = TrainingRecipe(n_train=4096, n_val=1024, epochs=4, warmup_epochs=2, batch_size=128)
 """``--quick``: seconds on a CPU; learns, but far from the shipped figures."""
+LONG_DWELL_S = (0.1, 2.0)
+"""Live-time range (seconds, log-uniform) of the long-dwell networks' training pixels."""
+LONG_DWELL_EVAL_S = 1.0
+"""Live time of the held-out scenes scored after training a long-dwell network."""
+
+
+def long_dwell_recipe(recipe: TrainingRecipe) -> TrainingRecipe:
+    """``recipe`` with its pixels counted at :data:`LONG_DWELL_S` live times."""
+    mixture = recipe.mixture.model_copy(update={"live_time_s": LONG_DWELL_S})
+    return recipe.model_copy(update={"mixture": mixture})
 CPU_THREADS = 1
 """torch threads while training on the CPU: batches of 256 short spectra are too small to share
 between cores, and on a shared machine a second spinning thread slows every step many times."""
@@ -296,6 +306,7 @@ def train_maps(
     device: str | torch.device = "auto",
     quick: bool = False,
     recipe: TrainingRecipe | None = None,
+    long_dwell: bool = False,
     out: Path | str | None = None,
     evaluate: bool = True,
     log: Log = print,
@@ -303,11 +314,15 @@ def train_maps(
     """Train ``arch`` (``fcn``, ``fcn+``, ``1dcnn``, ``1dcnn+`` or ``all``, on the same data),
     score the held-out scenes, and write the weights when ``out`` is given (for ``all``: one
     file per architecture beside ``out``, named after it; ``"packaged"``: the package's
-    ``weights/maps_<arch>.pt``)."""
+    ``weights/maps_<arch>.pt``). ``long_dwell`` trains the long-dwell networks instead
+    (:data:`LONG_DWELL_S`, scored at :data:`LONG_DWELL_EVAL_S`; packaged as
+    ``maps_<arch>_long.pt``, which :func:`load_map_model` attaches to ``maps_<arch>.pt``)."""
     archs = list(ARCHITECTURES) if arch == "all" else [arch]
     for a in archs:
         weights_name(a)  # validates the key
     recipe = recipe or (QUICK_RECIPE if quick else FULL_RECIPE)
+    if long_dwell:
+        recipe = long_dwell_recipe(recipe)
     if epochs is not None:
         recipe = recipe.model_copy(update={"epochs": int(epochs)})
     t0 = time.perf_counter()
@@ -322,6 +337,8 @@ def train_maps(
     del train, val
     if evaluate:
         heldout = QUICK_HELDOUT if quick else {"shape": HELDOUT_SHAPE, "images": HELDOUT_IMAGES}
+        if long_dwell:
+            heldout = {**heldout, "live_time_s": LONG_DWELL_EVAL_S}
         log(f"held-out scenes: {heldout}")
         predictors = [r.predictor("cpu") for r in results]
         figures = heldout_figures(predictors, heldout_scenes(**heldout), TARGETS, log=log)
@@ -338,11 +355,12 @@ def train_maps(
     if out is not None:
         for r in results:
             if out == "packaged":
-                path = shipped_weights(r.arch)
+                path = shipped_weights(r.arch, long_dwell)
             else:
                 path = Path(out) if len(results) == 1 else _sibling(Path(out), r.arch)
             info = {
                 "command": f"dwellwise train maps --arch {r.arch} --seed {seed}"
+                + (" --long-dwell" if long_dwell else "")
                 + (" --quick" if quick else "")
                 + (f" --epochs {epochs}" if epochs is not None else ""),
                 "seed": seed,
@@ -385,6 +403,7 @@ def train_from_cli(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         device=args.device,
         quick=args.quick,
+        long_dwell=args.long_dwell,
         out=args.out if args.out is not None else "packaged",
     )
     return 0

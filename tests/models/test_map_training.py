@@ -70,3 +70,31 @@ def test_cli_refuses_an_unknown_device() -> None:
     )
     with pytest.raises(UsageError, match="device"):
         train_from_cli(args)
+
+
+def test_a_long_dwell_network_beside_the_weights_answers_the_long_pixels(tmp_path) -> None:
+    from dwellwise.models.element_nets import LONG_DWELL_FROM_S, long_dwell_sibling
+
+    recipe = TrainingRecipe(n_train=512, n_val=128, epochs=1, warmup_epochs=1, batch_size=128)
+    quiet = {"evaluate": False, "device": "cpu", "log": lambda s: None, "recipe": recipe}
+    out = tmp_path / "maps.pt"
+    train_maps("fcn+", seed=1, out=out, **quiet)
+    [long] = train_maps("fcn+", seed=2, long_dwell=True, out=long_dwell_sibling(out), **quiet)
+    assert long_dwell_sibling(out).name == "maps_long.pt"
+    model = load_map_model(out, device="cpu")
+    assert model.long_dwell is not None and model.label == "FCN+"
+    assert model.long_dwell.info["recipe"]["mixture"]["live_time_s"] == [0.1, 2.0]
+    assert "--long-dwell" in model.long_dwell.info["command"]
+    data = PixelSimulator().simulate(40, np.random.default_rng(5))
+    live = np.where(np.arange(40) % 2 == 0, 0.05, LONG_DWELL_FROM_S)
+    got = model.predict(data.counts, live)
+    short_only = load_map_model(tmp_path / "maps.pt", device="cpu")
+    short_only.long_dwell = None
+    np.testing.assert_allclose(got[::2], short_only.predict(data.counts, live)[::2], rtol=1e-5)
+    np.testing.assert_allclose(
+        got[1::2], long.predictor().predict(data.counts, live)[1::2], rtol=1e-5, atol=1e-4
+    )
+    # a long-dwell file of another architecture is refused, naming the command that fixes it
+    train_maps("fcn", seed=3, long_dwell=True, out=long_dwell_sibling(out), **quiet)
+    with pytest.raises(ValueError, match="train maps --long-dwell"):
+        load_map_model(out, device="cpu")
