@@ -31,6 +31,7 @@ from dwellwise.models.element_nets import (
     build_network,
     clip_output,
     fit_standardisation,
+    load_map_model,
     normalise,
     resolve_device,
     save_map_model,
@@ -352,6 +353,8 @@ def train_maps(
                     f"{p.label:>6} held-out vs {kind} truth: mean SSIM {ssim:.4f}, mean "
                     f"Pearson {pearson:.4f} over the targets present{absent}"
                 )
+        if long_dwell and out == "packaged":
+            results = _long_dwell_that_helps(results, heldout, log)
     if out is not None:
         for r in results:
             if out == "packaged":
@@ -381,6 +384,35 @@ def train_maps(
             json_path = save_map_model(path, r.network, r.config, info)
             log(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB) and {json_path.name}")
     return results
+
+
+def _long_dwell_that_helps(results: list[TrainResult], heldout: dict, log: Log) -> list[TrainResult]:
+    """The long-dwell networks that score a higher mean SSIM (detected truth) on the held-out
+    scenes at long dwell than the packaged network of their architecture alone; the others are
+    not written into the package (``analyze`` would use them)."""
+    keep, short = [], []
+    for r in results:
+        try:
+            model = load_map_model(shipped_weights(r.arch), device="cpu")
+        except (FileNotFoundError, ValueError):
+            keep.append(r)  # nothing to compare with
+            continue
+        model.long_dwell = None
+        model.label = f"{model.label} (5-100 ms)"
+        short.append((r, model))
+    if short:
+        figures = heldout_figures([m for _, m in short], heldout_scenes(**heldout), TARGETS)
+        for r, m in short:
+            mine = mean_scored(r.heldout["detected"], TARGETS, "ssim")[0]
+            theirs = mean_scored(figures[m.label]["detected"], TARGETS, "ssim")[0]
+            if mine > theirs:
+                keep.append(r)
+            else:
+                log(
+                    f"{r.config.label} long-dwell network not written: mean SSIM {mine:.4f} at "
+                    f"long dwell, below the {theirs:.4f} of {shipped_weights(r.arch).name} alone"
+                )
+    return keep
 
 
 def _sibling(out: Path, arch: str) -> Path:

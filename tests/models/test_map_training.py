@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import pytest
 import torch
-from dwellwise.models.element_nets import adaptive_l1, load_map_model
+from dwellwise.models.element_nets import TARGETS, adaptive_l1, load_map_model
 from dwellwise.models.map_data import PixelSimulator
 from dwellwise.models.map_training import (
     TrainingRecipe,
@@ -98,3 +98,22 @@ def test_a_long_dwell_network_beside_the_weights_answers_the_long_pixels(tmp_pat
     train_maps("fcn", seed=3, long_dwell=True, out=long_dwell_sibling(out), **quiet)
     with pytest.raises(ValueError, match="train maps --long-dwell"):
         load_map_model(out, device="cpu")
+
+
+def test_a_long_dwell_network_that_does_not_beat_the_packaged_one_is_not_packaged() -> None:
+    from types import SimpleNamespace
+
+    from dwellwise.models.map_metrics import ElementSummary
+    from dwellwise.models.map_training import _long_dwell_that_helps
+
+    def trained(ssim: float) -> SimpleNamespace:
+        s = {n: ElementSummary(scenes=1, ssim=ssim, pearson=0.9, slope=1.0, z=(1, 0, 0, 0))
+             for n in TARGETS}  # fmt: skip
+        return SimpleNamespace(arch="1dcnn+", config=SimpleNamespace(label="1DCNN+"),
+                               heldout={"expected": s, "detected": s})  # fmt: skip
+
+    heldout = {"shape": (12, 12), "images": ("astronaut",), "n_mixtures": 1, "live_time_s": 1.0}
+    logged = []
+    bad, good = trained(0.05), trained(0.9999)
+    assert _long_dwell_that_helps([bad, good], heldout, logged.append) == [good]
+    assert len(logged) == 1 and "long-dwell network not written" in logged[0]
