@@ -18,7 +18,7 @@ ELEMENTS = ["Ca_K", "Fe_K", "Pb_L"]
 AXIS = EnergyAxis(channels=1024, gain_kev=0.04, offset_kev=0.0)
 """The IOC's energy calibration (small spectra: fast Channel Access)."""
 FINAL = ("completed", "failed", "aborted", "interrupted")
-EPICS_FAST = {"timeout_s": 1.0, "acquisition_margin_s": 0.3}
+EPICS_FAST = {"timeout_s": 0.5, "acquisition_margin_s": 0.3}
 """Short EPICS timeouts: every fault ends in well under a second."""
 ZABER_FAST = {"timeout_s": 0.15, "retries": 1}
 """Short Zaber timeouts: a silent controller is noticed in a fraction of a second."""

@@ -130,7 +130,7 @@ def test_an_ioc_that_does_not_answer_when_the_job_starts_pauses_it(tmp_path, cle
     with Daemon(config, trainer=False) as daemon:
         client = ControlClient(daemon.addresses["control"], timeout=10)
         ioc.hang()
-        job_id = client.call("submit", shape=[2, 3], budget=2.0, t0=0.01, mode="raster")["job_id"]
+        job_id = client.call("submit", shape=[2, 3], budget=4.0, t0=0.01, mode="raster")["job_id"]
         paused = wait_state(client, job_id, ("paused", "failed", "completed"))
         assert paused["state"] == "paused" and "no reply" in paused["error"], paused
         assert paused["error"].startswith("device fault: SDD 'sdd': THW:mca1.")
