@@ -399,8 +399,8 @@ class MapNet:
     has no rate: its row is NaN. With :attr:`long_dwell` set, pixels of at least
     :data:`LONG_DWELL_FROM_S` live time are answered by that network instead: a network trained
     at 5-100 ms shrinks weak families toward zero the way noisy spectra call for, which biases
-    them on long-dwell spectra (on held-out scenes at 1 s, 1DCNN+ mean SSIM 0.854 alone, 0.878
-    with the long-dwell network).
+    them on long-dwell spectra (``bench element-maps`` at 1 s: 1DCNN+ mean SSIM 0.855 alone,
+    0.877 with the long-dwell network).
     """
 
     kind = "maps"

@@ -90,11 +90,6 @@ LONG_DWELL_S = (0.1, 2.0)
 LONG_DWELL_EVAL_S = 1.0
 """Live time of the held-out scenes scored after training a long-dwell network."""
 
-
-def long_dwell_recipe(recipe: TrainingRecipe) -> TrainingRecipe:
-    """``recipe`` with its pixels counted at :data:`LONG_DWELL_S` live times."""
-    mixture = recipe.mixture.model_copy(update={"live_time_s": LONG_DWELL_S})
-    return recipe.model_copy(update={"mixture": mixture})
 CPU_THREADS = 1
 """torch threads while training on the CPU: batches of 256 short spectra are too small to share
 between cores, and on a shared machine a second spinning thread slows every step many times."""
@@ -103,6 +98,12 @@ HELDOUT_SHAPE = (48, 48)
 HELDOUT_IMAGES = ("astronaut", "coffee", "rocket")
 """scikit-image paintings scored after training (the benchmark scores all six)."""
 QUICK_HELDOUT = {"shape": (16, 16), "images": ("astronaut",), "n_mixtures": 6}
+
+
+def long_dwell_recipe(recipe: TrainingRecipe) -> TrainingRecipe:
+    """``recipe`` with its pixels counted at :data:`LONG_DWELL_S` live times."""
+    mixture = recipe.mixture.model_copy(update={"live_time_s": LONG_DWELL_S})
+    return recipe.model_copy(update={"mixture": mixture})
 
 
 @dataclass
@@ -353,14 +354,15 @@ def train_maps(
                     f"{p.label:>6} held-out vs {kind} truth: mean SSIM {ssim:.4f}, mean "
                     f"Pearson {pearson:.4f} over the targets present{absent}"
                 )
-        if long_dwell and out == "packaged":
-            results = _long_dwell_that_helps(results, heldout, log)
+    written = results
+    if evaluate and long_dwell and out == "packaged":
+        written = _long_dwell_that_helps(results, heldout, log)
     if out is not None:
-        for r in results:
+        for r in written:
             if out == "packaged":
                 path = shipped_weights(r.arch, long_dwell)
             else:
-                path = Path(out) if len(results) == 1 else _sibling(Path(out), r.arch)
+                path = Path(out) if len(written) == 1 else _sibling(Path(out), r.arch)
             info = {
                 "command": f"dwellwise train maps --arch {r.arch} --seed {seed}"
                 + (" --long-dwell" if long_dwell else "")

@@ -115,10 +115,10 @@ class SDDResponse:
         """Unit-area Gaussian with the low-energy tails and step (hypermet shape)."""
         fwhm = float(np.hypot(self.fwhm_kev(energy_kev), extra_fwhm_kev))
         gaussian = 1.0 - self.short_tail - self.long_tail - self.step
+        if not gaussian > 0.0 or min(self.short_tail, self.long_tail, self.step) < 0:
+            raise ValueError("tail and step shares must be >= 0 and leave the Gaussian a share")
         if gaussian == 1.0:
             return gaussian_bins(axis, energy_kev, fwhm)
-        if not 0.0 < gaussian <= 1.0 or min(self.short_tail, self.long_tail, self.step) < 0:
-            raise ValueError("tail and step shares must be >= 0 and leave the Gaussian a share")
         sigma = fwhm / _FWHM_PER_SIGMA
         shape = gaussian * gaussian_bins(axis, energy_kev, fwhm)
         for share, sigmas in (

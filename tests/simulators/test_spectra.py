@@ -109,3 +109,5 @@ def test_tail_shares_that_leave_no_gaussian_are_refused():
         SDDResponse(short_tail=0.7, long_tail=0.4).peak(AXIS, 6.4)
     with pytest.raises(ValueError, match="tail and step shares"):
         SDDResponse(step=-0.01).peak(AXIS, 6.4)
+    with pytest.raises(ValueError, match="tail and step shares"):
+        SDDResponse(short_tail=-0.1, long_tail=0.1).peak(AXIS, 6.4)  # sums to a pure Gaussian
