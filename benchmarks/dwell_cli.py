@@ -5,10 +5,12 @@ to ``benchmarks/RESULTS.md`` and a PNG of dwell maps.
 
 * ``dwellwise bench dwell`` runs the **development** scenes (astronaut, coffee and one procedural
   painting), the ones the policies were developed and diagnosed on.
-* ``python -m dwellwise.benchmarks.dwell_cli --held-out [1|2]`` runs **held-out** scenes that
+* ``python -m dwellwise.benchmarks.dwell_cli --held-out [1|2|3]`` runs **held-out** scenes that
   were not looked at while developing, into their own section: set 1, four other scikit-image
   pictures and two procedural seeds; set 2, three pictures shipped with scikit-image outside the
-  scene list and three more procedural seeds (run only after the one fix set 1 prompted).
+  scene list and three more procedural seeds (run only after the one fix set 1 prompted); set 3,
+  four more such pictures and two seeds, chosen before its first run to judge a change set 2
+  suggested.
 
 Configurations (64×64 maps, one first pass per case, every split):
 
@@ -61,6 +63,24 @@ HELD_OUT_2_SCENES: tuple[tuple[str, int], ...] = (
 """A second held-out set, first run after the fix that the first set prompted (the σ = inf
 candidate made exactly uniform): pictures shipped with scikit-image outside the scene list, and
 fresh procedural seeds."""
+HELD_OUT_3_SCENES: tuple[tuple[str, int], ...] = (
+    ("logo.png", 300),
+    ("chessboard_RGB.png", 301),
+    ("coins.png", 302),
+    ("gravel.png", 303),
+    ("procedural", 304),
+    ("procedural", 305),
+)
+"""A third held-out set, chosen before it was first run to judge a change that held-out set 2
+suggested (the outlier floor): scikit-image files not used before (a colour logo, a sharp-edged
+chessboard, two grey pictures: a grisaille's few pigments) and fresh procedural seeds."""
+HELD_OUT_SETS: dict[int, tuple[tuple[str, int], ...]] = {
+    0: DEV_SCENES,
+    1: HELD_OUT_SCENES,
+    2: HELD_OUT_2_SCENES,
+    3: HELD_OUT_3_SCENES,
+}
+"""Scene sets by ``--held-out`` number (0: the development scenes)."""
 MIN_PEAK_COUNTS_10MS = 5.0
 """Element maps whose brightest pixel gets fewer counts at 10 ms are left out (pure noise)."""
 LEARNED_DEADLINE_S = 120.0
@@ -152,14 +172,14 @@ def run(
     record: bool = True,
 ) -> list[dict[str, Any]]:
     """Run one configuration, print its tables, record them (unless ``quick`` or not
-    ``record``) and return the rows. ``held_out``: 0 the development scenes, 1 or 2 a held-out
-    set."""
+    ``record``) and return the rows. ``held_out``: 0 the development scenes, 1-3 a held-out
+    set (:data:`HELD_OUT_SETS`)."""
     import torch
 
     cfg = _config(quick, with_paper_unet)
     if cfg["device"] == "CPU":
         torch.set_num_threads(1)  # 2 threads collapse when other processes share the cores
-    pairs = {0: DEV_SCENES, 1: HELD_OUT_SCENES, 2: HELD_OUT_2_SCENES}[held_out]
+    pairs = HELD_OUT_SETS[held_out]
     scenes = load_scenes(scenes_file) if scenes_file else painting_scenes(pairs, cfg["shape"])
     if save_scenes_to:
         save_scenes(scenes, save_scenes_to)
@@ -205,7 +225,7 @@ def run(
             policy_options=cfg["options"],
         )
         body += f"\nDwell maps ({name}, 2+8 ms): `{png.name}`."
-    section = {0: "dwell", 1: "dwell-held-out", 2: "dwell-held-out-2"}[held_out]
+    section = "dwell" + {0: "", 1: "-held-out"}.get(held_out, f"-held-out-{held_out}")
     record_section(section + ("-gpu" if cfg["device"] == "CUDA" else ""), body)
     return rows
 
@@ -218,8 +238,8 @@ def main(quick: bool = False) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--held-out", type=int, nargs="?", const=1, default=0, choices=(1, 2),
-                        help="a held-out scene set (1, the default, or 2)")
+    parser.add_argument("--held-out", type=int, nargs="?", const=1, default=0, choices=(1, 2, 3),
+                        help="a held-out scene set (1, the default, 2 or 3)")
     parser.add_argument("--quick", action="store_true", help="32×32 smoke test, nothing recorded")
     parser.add_argument("--with-paper-unet", action="store_true",
                         help="run paper-unet on the CPU too (slow: 10-50 s per map)")

@@ -21,6 +21,7 @@ from dwellwise.benchmarks.element_maps import (
     _predictors,
     element_table,
     publish,
+    worst_against_baseline,
 )
 from dwellwise.benchmarks.pymca_physics import PymcaRecorder, pymca_missing
 from dwellwise.benchmarks.results import markdown_table
@@ -81,22 +82,16 @@ def findings(figures: dict[str, dict]) -> list[str]:
         a = _mean(ours[label]["detected"], "ssim")[0]
         b = _mean(pymca[label]["detected"], "ssim")[0]
         lines.append(f"- {label}: mean SSIM vs detected truth {_fmt(a)} → {_fmt(b)}")
-    net, base = pymca.get("1DCNN+"), pymca.get("linear fit")
-    if net is not None and base is not None:
-        for truth, title in TRUTHS.items():
-            diffs = {
-                n: net[truth][n].ssim - base[truth][n].ssim
-                for n in TARGETS
-                if net[truth][n].scenes > 0
-            }
-            if diffs:
-                worst = min(diffs, key=diffs.get)
-                ok = diffs[worst] >= -BASELINE_MARGIN
-                lines.append(
-                    f"- PyMca physics, vs {title}: worst element of 1DCNN+ against the linear fit "
-                    f"{worst} {diffs[worst]:+.3f} SSIM ({'within' if ok else 'NOT within'} "
-                    f"−{BASELINE_MARGIN})"
-                )
+    for truth, title in TRUTHS.items():
+        found = worst_against_baseline(pymca, truth)
+        if found is not None:
+            worst, diff = found
+            ok = diff >= -BASELINE_MARGIN
+            lines.append(
+                f"- PyMca physics, vs {title}: worst element of 1DCNN+ against the linear fit "
+                f"{worst} {diff:+.3f} SSIM ({'within' if ok else 'NOT within'} "
+                f"−{BASELINE_MARGIN})"
+            )
     return lines
 
 

@@ -548,12 +548,37 @@ def carrier_check() -> dict[str, int]:
     return out
 
 
+@dataclass(frozen=True)
+class CubeAdaptedFit:
+    """The linear fit as ``dwellwise analyze`` sets it up for each cube
+    (:meth:`~dwellwise.models.linear_fit.LinearFit.for_spectrum`: the families its sum spectrum
+    shows plus the 12 targets, channels weighted by the inverse sum spectrum, on the cube's own
+    calibration). :func:`predict_scene` builds one per scene."""
+
+    label: str = "linear fit"
+    """Row name in the benchmark tables."""
+    device: str = "cpu"
+    """Torch device of the fit."""
+
+    def for_scene(self, scene: EvalScene):
+        """The :class:`~dwellwise.models.linear_fit.LinearFit` for this scene's cube."""
+        from dwellwise.models.linear_fit import LinearFit
+
+        total = scene.counts.sum(axis=0, dtype=np.float64)
+        fit = LinearFit.for_spectrum(total, scene.axis, device=self.device)
+        fit.label = self.label
+        return fit
+
+
 def predict_scene(predictor, scene: EvalScene) -> np.ndarray:
-    """Apply a :class:`~dwellwise.models.predictor.SpectrumPredictor` to a held-out scene as
-    ``dwellwise analyze`` does (resample the cube onto the predictor's axis, predict): ``(k, H,
-    W)`` float64 counts/s for ``scene.names`` (0 for a family the predictor does not map)."""
+    """Apply a :class:`~dwellwise.models.predictor.SpectrumPredictor` (or a
+    :class:`CubeAdaptedFit`) to a held-out scene as ``dwellwise analyze`` does (resample the cube
+    onto the predictor's axis, predict): ``(k, H, W)`` float64 counts/s for ``scene.names`` (0
+    for a family the predictor does not map)."""
     from dwellwise.models.calibration import resample_counts
 
+    if isinstance(predictor, CubeAdaptedFit):
+        predictor = predictor.for_scene(scene)
     counts = resample_counts(scene.counts, scene.axis, predictor.axis)
     rates = np.asarray(predictor.predict(counts, scene.live_time), dtype=np.float64)
     out = np.zeros((len(scene.names), scene.counts.shape[0]))

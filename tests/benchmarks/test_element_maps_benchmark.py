@@ -49,3 +49,10 @@ def test_tables_list_every_target_and_method() -> None:
     assert "| S_K | 0 | – | – |" in table
     assert "**0.900**" in table and "**0.800**" in table
     assert "1DCNN+" in summary_table(figures) and "linear fit" in z_table(figures, "detected")
+
+
+def test_verdict_checks_the_margin_to_the_linear_fit_at_every_live_time() -> None:
+    lines = verdict(_figures(0.985, 0.97), speed=25_000, long_figures={1.0: _figures(0.9, 0.93)})
+    long = [line for line in lines if line.startswith("- at 1000 ms")]
+    assert len(long) == 2  # against both truths
+    assert all("-0.030 SSIM (NOT met" in line for line in long)

@@ -8,11 +8,13 @@ import pytest
 from dwellwise.models.element_nets import MODEL_AXIS, OUTPUTS, TARGETS
 from dwellwise.models.map_data import (
     EXTRA_PIGMENTS,
+    CubeAdaptedFit,
     MixtureRecipe,
     PixelSimulator,
     carrier_check,
     mixture_scene,
     palette,
+    predict_scene,
     training_streams,
 )
 from dwellwise.simulators.detector_spread import NOMINAL_DETECTOR, DetectorSpread
@@ -94,3 +96,14 @@ def test_mixture_scene_features_the_targets_the_paintings_lack(family: str) -> N
     i = scene.names.index(family)
     assert scene.expected[i].max() * 0.02 > 1
     assert scene.present()[i]
+
+
+def test_the_cube_adapted_fit_is_set_up_from_each_scene_and_tracks_its_truth() -> None:
+    scene = mixture_scene(1, (16, 16), featured=["Cu_K", "Zn_K"], live_time_s=0.2)
+    fit = CubeAdaptedFit().for_scene(scene)
+    assert fit.axis == scene.axis and fit.label == "linear fit"
+    assert {"Cu_K", "Zn_K"} <= set(fit.names) and len(fit.names) < 40  # not the whole library
+    pred = predict_scene(CubeAdaptedFit(), scene)
+    for family in ("Cu_K", "Zn_K"):
+        i = scene.names.index(family)
+        assert np.corrcoef(pred[i].ravel(), scene.detected[i].ravel())[0, 1] > 0.95
