@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 from dwellwise.planners import allocate_dwell
-from dwellwise.planners.own_counts import find_outliers, neighbourhood_share, shrink_to_own_counts
+from dwellwise.planners.own_counts import (
+    OUTLIER_MIN_COUNTS,
+    find_outliers,
+    neighbourhood_share,
+    shrink_to_own_counts,
+)
 from dwellwise.planners.waterfill import waterfill_sqrt
 
 
@@ -89,8 +94,10 @@ def test_a_lone_hot_pixel_is_trusted_and_nothing_else_is():
 def test_a_few_counts_on_a_faint_map_are_not_outliers():
     t0 = np.full((8, 8), 0.005)
     counts = np.zeros((1, 8, 8))
-    counts[0, 3, 3] = 9.0  # improbable under a near-zero blind rate, but too few to trust
+    counts[0, 3, 3] = OUTLIER_MIN_COUNTS - 1  # improbable under a near-zero blind rate, too few
     assert not find_outliers(np.full((1, 8, 8), 0.1), counts, t0).any()
+    counts[0, 3, 3] = OUTLIER_MIN_COUNTS
+    assert find_outliers(np.full((1, 8, 8), 0.1), counts, t0)[0, 3, 3]
 
 
 def test_auto_gives_a_lone_hot_pixel_its_share_without_bias():
