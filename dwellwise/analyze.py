@@ -5,6 +5,7 @@ spectra, whatever the cube's size), resampled onto each model's energy calibrati
 into per-pixel outputs. Results, in the layout PyXRF and PyMca users know::
 
     /xrfmap/detsum/xrf_fit          (N, H, W) float32 counts/s, @model @units @created ...
+                                    @scale_vs_linear_fit (a network's maps against the fit)
     /xrfmap/detsum/xrf_fit_name     (N,) fixed-length ASCII names: Fe_K, Pb_L ... (PyXRF)
     /entry/analysis/pigments/       probability (P, H, W) float32 0..1, names (P,)
     /entry/analysis/linear_fit/     maps (N, H, W) float32 counts/s, names (N,): the linear-fit
@@ -50,6 +51,14 @@ XRF_FIT = "xrfmap/detsum/xrf_fit"
 XRF_FIT_NAME = "xrfmap/detsum/xrf_fit_name"
 PIGMENTS = "entry/analysis/pigments"
 LINEAR_FIT = "entry/analysis/linear_fit"
+AGREEMENT = (0.8, 1.25)
+"""Range of the least-squares scale α (network map = α · linear-fit map) inside which a
+network's element map is taken to agree with the fit beside it; outside, ``analyze`` says so.
+On the held-out benchmarks well-measured elements agree within a few percent; the networks fall
+outside on faint elements at long dwell (a 14 counts/s Cu map at 1 s: α 0.3-0.5)."""
+AGREEMENT_MIN_COUNTS = 1000.0
+"""Fewest counts of a family (linear fit, whole cube) for the comparison: below, the fit's map
+is too noisy to judge a network's by."""
 
 
 class AnalysisError(ValueError):
@@ -77,7 +86,11 @@ class AnalysisSummary:
     pngs: tuple[Path, ...]
     """PNG files written."""
     notes: tuple[str, ...]
-    """Things a person should know (fallbacks, skipped models)."""
+    """Things a person should know (fallbacks, skipped models, maps that disagree)."""
+    scale_vs_linear_fit: dict[str, float]
+    """Per element family compared: α of ``network map = α · linear-fit map`` (least squares
+    through the origin), for the families of a network's maps that the fit beside them saw
+    with at least :data:`AGREEMENT_MIN_COUNTS` counts (empty without a network)."""
     seconds: float
     """Wall time, seconds."""
     spectra_per_second: float
@@ -152,7 +165,8 @@ def analyze_cube(
     linear = _adapt_linear_fit(path, cube, chunk_pixels, device, tick) if wants_linear else None
     products = _products(maps, linear, pigments)
     _compute(path, cube, products, chunk_pixels, tick)
-    _commit(path, products)
+    scales = _commit(path, products)
+    notes += _disagreement_notes(scales, products)
     pngs: list[Path] = []
     if png_path is not None:
         try:
@@ -174,6 +188,7 @@ def analyze_cube(
         pigment_names=pg.names if pg else (),
         pngs=tuple(pngs),
         notes=tuple(notes),
+        scale_vs_linear_fit=scales,
         seconds=seconds,
         spectra_per_second=cube.shape[0] * cube.shape[1] / max(seconds, 1e-9),
     )
@@ -436,20 +451,60 @@ def _remove_partial(path: Path) -> None:
         pass
 
 
-def _commit(path: Path, products: list[_Product]) -> None:
+def _commit(path: Path, products: list[_Product]) -> dict[str, float]:
     """Give the finished results their final names: old ones removed, then new ones moved in
-    (names before data, groups whole), all in one short session."""
+    (names before data, groups whole), all in one short session; returns the network maps'
+    scales against the linear fit (:func:`_scales_vs_fit`)."""
     try:
         with _open_write(path) as f:
-            _swap(f, products)
+            return _swap(f, products)
     except BaseException:
         _remove_partial(path)
         raise
 
 
-def _swap(f: h5py.File, products: list[_Product]) -> None:
+def _scales_vs_fit(f: h5py.File, products: list[_Product]) -> dict[str, float]:
+    """``{family: α}`` of a network's maps against the linear fit computed beside them, read from
+    their buffers under :data:`PARTIAL`, one family at a time (bounded memory)."""
+    from dwellwise.models.map_metrics import slope
+
+    by_key = {p.key: p for p in products}
+    net, fit = by_key.get("maps"), by_key.get("linear_fit")
+    if net is None or fit is None:
+        return {}
+    live = np.asarray(f["entry/data/live_time"][()], dtype=np.float64)
+    out = {}
+    for i, name in enumerate(net.names):
+        if name not in fit.names:
+            continue
+        reference = np.asarray(f[fit.buffer][fit.names.index(name)], dtype=np.float64)
+        if float(np.sum(reference * live)) < AGREEMENT_MIN_COUNTS:
+            continue
+        alpha = slope(np.asarray(f[net.buffer][i], dtype=np.float64), reference)
+        if np.isfinite(alpha):
+            out[name] = round(alpha, 4)
+    return out
+
+
+def _disagreement_notes(scales: dict[str, float], products: list[_Product]) -> list[str]:
+    """A note for each family whose network map falls outside :data:`AGREEMENT` of the fit."""
+    lo, hi = AGREEMENT
+    apart = {n: a for n, a in scales.items() if not lo <= a <= hi}
+    if not apart:
+        return []
+    label = next(p.predictor.label for p in products if p.key == "maps")
+    listed = ", ".join(f"{n} {a:.2f}×" for n, a in apart.items())
+    return [
+        f"the {label} maps disagree with the linear fit beside them on {listed} (network map = "
+        f"α × fit map over the cube): look at both (the fit's are in /{LINEAR_FIT}); networks "
+        "tend to shrink faint elements at long dwell, the fit to mix families whose lines overlap"
+    ]
+
+
+def _swap(f: h5py.File, products: list[_Product]) -> dict[str, float]:
     from dwellwise.models.linear_fit import LinearFit, overlaps
 
+    scales = _scales_vs_fit(f, products)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     common = {"created": created, "software": f"dwellwise {dwellwise.__version__}"}
     analysis = f.require_group("entry/analysis")
@@ -483,6 +538,8 @@ def _swap(f: h5py.File, products: list[_Product]) -> None:
             g.attrs.update(common, model=p.predictor.label)
             staged.append((g.name, "/" + LINEAR_FIT))
         else:
+            if scales:  # NaN: not compared (no fit of that family, or too few counts)
+                attrs["scale_vs_linear_fit"] = [scales.get(n, np.nan) for n in p.names]
             f[p.buffer].attrs.update(attrs, units="counts/s")
             f[PARTIAL].create_dataset("xrf_fit_name", data=_names(p.names))
             staged.append((f"/{PARTIAL}/xrf_fit_name", "/" + XRF_FIT_NAME))
@@ -501,6 +558,7 @@ def _swap(f: h5py.File, products: list[_Product]) -> None:
     del f[PARTIAL]
     analysis.attrs.update(common, models=[p.key for p in products])
     f.flush()
+    return scales
 
 
 def _names(names: Sequence[str]) -> np.ndarray:

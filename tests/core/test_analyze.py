@@ -140,6 +140,37 @@ def test_network_maps_with_baseline_pigments_and_resampling(cube, monkeypatch):
         assert pig["probability"].attrs["model"] == "fake pigments"
 
 
+class ShrinkingNet(FakeNet):
+    """A network that reports a fraction of the Fe it sees, as networks do with faint elements at
+    long dwell."""
+
+    def __init__(self, axis: EnergyAxis, fe_scale: float) -> None:
+        super().__init__(axis)
+        self.fe_scale = fe_scale
+
+    def predict(self, counts: np.ndarray, live_time: np.ndarray) -> np.ndarray:
+        out = super().predict(counts, live_time)
+        out[:, 0] *= self.fe_scale
+        return out
+
+
+@pytest.mark.parametrize("fe_scale", [1.0, 0.4])
+def test_maps_that_disagree_with_the_linear_fit_are_pointed_out(cube, monkeypatch, fe_scale):
+    _install(monkeypatch, maps=ShrinkingNet(EnergyAxis(), fe_scale))
+    summary = analyze_cube(cube, models=["maps"])
+    # the Kα window holds ~0.85 of the Fe K photons the fit counts over all Fe K lines
+    assert summary.scale_vs_linear_fit["Fe_K"] == pytest.approx(0.85 * fe_scale, rel=0.1)
+    assert "total" not in summary.scale_vs_linear_fit  # the fit has no such family
+    notes = [n for n in summary.notes if "disagree with the linear fit" in n]
+    if fe_scale == 1.0:
+        assert not notes
+    else:
+        assert len(notes) == 1 and "Fe_K 0.3" in notes[0] and "/entry/analysis/linear_fit" in notes[0]
+    with h5py.File(cube, "r") as f:
+        scales = f["xrfmap/detsum/xrf_fit"].attrs["scale_vs_linear_fit"]
+        assert scales[0] == pytest.approx(summary.scale_vs_linear_fit["Fe_K"]) and np.isnan(scales[1])
+
+
 def test_rerun_replaces_results_and_drops_stale_ones(cube, monkeypatch):
     _install(monkeypatch, maps=FakeNet(EnergyAxis()), pigments=FakePigments())
     analyze_cube(cube)
