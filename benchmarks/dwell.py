@@ -210,6 +210,45 @@ def run_dwell_benchmark(
     return rows
 
 
+EFFICIENCY_GOAL = 0.9
+"""Issue 3: mean efficiency of ``auto`` and ``n2v-sqrt`` against the oracle."""
+WORST_CASE_GOAL = 0.75
+"""Issue 3: no case's efficiency below this."""
+BEATS_PAPER_GOAL = 0.9
+"""Issue 3: share of cases where the best policy beats ``paper-unet``."""
+
+
+def goals_verdict(summary: dict[str, dict[str, float]]) -> list[str]:
+    """The issue's goals for ``auto`` and ``n2v-sqrt`` (and against ``paper-unet`` when it ran),
+    each marked met or NOT met, with the unrounded figures."""
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    lines = []
+    for name in ("auto", "n2v-sqrt"):
+        s = summary.get(name)
+        if s is None:
+            continue
+        mean, worst, biased = s["mean_efficiency"], s["min_efficiency"], int(s["over_limit"])
+        line = (
+            f"- {name}: mean efficiency {mean:.5f} ({mark(mean >= EFFICIENCY_GOAL)}: ≥ "
+            f"{EFFICIENCY_GOAL}), worst case {worst:.5f} ({mark(worst >= WORST_CASE_GOAL)}: ≥ "
+            f"{WORST_CASE_GOAL}), cases with |bias| > {BIAS_LIMIT:.0%} beyond two standard errors "
+            f"{biased} ({mark(biased == 0)}: none)"
+        )
+        if "beats_paper_unet" in s:
+            share = s["beats_paper_unet"]
+            line += f", beats paper-unet in {share:.0%} ({mark(share >= BEATS_PAPER_GOAL)}: ≥ 90 %)"
+        lines.append(line)
+    if "paper-unet" in summary:
+        share = summary["paper-unet"]["beats_uniform"]
+        lines.append(
+            f"- paper-unet beats uniform in {share:.0%} ({mark(share >= BEATS_PAPER_GOAL)}: ≥ 90 %)"
+        )
+    return lines
+
+
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per policy: mean and min efficiency, share of cases beating uniform (and ``paper-unet``
     when it ran), the mean bias over cases with its standard error, the worst |bias| with the

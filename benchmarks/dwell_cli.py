@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from dwellwise.benchmarks.dwell import (
+    goals_verdict,
     markdown_table,
     plot_dwell_maps,
     run_dwell_benchmark,
@@ -191,8 +192,10 @@ def run(
     wall = time.perf_counter() - start
     table = markdown_table(rows)
     summary = summarize(rows)
+    verdict = "Goals (issue 3):\n\n" + "\n".join(goals_verdict(summary))
     print(table)
     print(_summary_lines(summary))
+    print(verdict)
     print(f"wall time {wall:.0f} s")
     if quick or not record:
         return rows
@@ -215,7 +218,7 @@ def run(
         body += (" `paper-unet` is left out of this CPU configuration (10-50 s per map on the "
                  "shared 2-core machine); it is compared on the same scenes and first passes in "
                  "the CUDA section.")
-    body += "\n\n" + table
+    body += "\n\n" + table + "\n\n" + verdict + "\n"
     if not held_out and cfg["device"] == "CPU":
         png = Path(RESULTS).with_name("dwell_maps.png")
         name, elements, rates = scenes[0]

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from dwellwise.benchmarks.dwell import (
+    goals_verdict,
     markdown_table,
     run_dwell_benchmark,
     second_pass_figures,
@@ -134,3 +135,20 @@ def test_scenes_travel_as_npz(tmp_path):
     assert [(n, list(e)) for n, e, _ in back] == [(n, list(e)) for n, e, _ in scenes]
     for (_, _, a), (_, _, b) in zip(back, scenes, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _policy(mean: float, worst: float, biased: int, **extra) -> dict[str, float]:
+    return {"mean_efficiency": mean, "min_efficiency": worst, "over_limit": biased, **extra}
+
+
+def test_goals_verdict_uses_the_unrounded_figures():
+    summary = {
+        "n2v-sqrt": _policy(0.89996, 0.8, 0),  # the table rounds it to 0.900
+        "auto": _policy(0.9004, 0.5, 1, beats_paper_unet=0.95),
+        "paper-unet": {**_policy(0.3, -1.0, 0), "beats_uniform": 0.85},
+    }
+    text = "\n".join(goals_verdict(summary))
+    assert "n2v-sqrt: mean efficiency 0.89996 (NOT met: ≥ 0.9), worst case 0.80000 (met" in text
+    assert "auto: mean efficiency 0.90040 (met: ≥ 0.9), worst case 0.50000 (NOT met" in text
+    assert "1 (NOT met: none)" in text and "beats paper-unet in 95% (met" in text
+    assert "paper-unet beats uniform in 85% (NOT met" in text
