@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dwellwise.benchmarks.element_maps import element_table, summary_table, verdict, z_table
-from dwellwise.models.element_nets import TARGETS
+from dwellwise.models.element_nets import EXTRAS, OUTPUTS, TARGETS
 from dwellwise.models.map_metrics import ElementSummary
 
 
 def _summary(ssim: float, pearson: float, absent: tuple[str, ...] = ()) -> dict:
     out = {}
-    for name in TARGETS:
+    for name in OUTPUTS:
         scenes = 0 if name in absent else 3
         value = float("nan") if scenes == 0 else None
         out[name] = ElementSummary(
@@ -56,3 +56,9 @@ def test_verdict_checks_the_margin_to_the_linear_fit_at_every_live_time() -> Non
     long = [line for line in lines if line.startswith("- at 1000 ms")]
     assert len(long) == 2  # against both truths
     assert all("-0.030 SSIM (NOT met" in line for line in long)
+
+
+def test_the_further_families_get_their_own_table_without_a_mean() -> None:
+    table = element_table(_figures(0.9, 0.8), "expected", "ssim", EXTRAS)
+    assert table.count("\n") == len(EXTRAS) + 1  # header, rule, one row each
+    assert "Sn_L" in table and "mean" not in table and "Fe_K" not in table
