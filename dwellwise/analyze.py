@@ -473,14 +473,17 @@ def _scales_vs_fit(f: h5py.File, products: list[_Product]) -> dict[str, float]:
     if net is None or fit is None:
         return {}
     live = np.asarray(f["entry/data/live_time"][()], dtype=np.float64)
+    measured = np.isfinite(live) & (live > 0)  # unmeasured pixels have no rate (NaN maps)
     out = {}
     for i, name in enumerate(net.names):
         if name not in fit.names:
             continue
         reference = np.asarray(f[fit.buffer][fit.names.index(name)], dtype=np.float64)
-        if float(np.sum(reference * live)) < AGREEMENT_MIN_COUNTS:
+        mapped = np.asarray(f[net.buffer][i], dtype=np.float64)
+        both = measured & np.isfinite(reference) & np.isfinite(mapped)
+        if float(np.sum(reference[both] * live[both])) < AGREEMENT_MIN_COUNTS:
             continue
-        alpha = slope(np.asarray(f[net.buffer][i], dtype=np.float64), reference)
+        alpha = slope(mapped[both], reference[both])
         if np.isfinite(alpha):
             out[name] = round(alpha, 4)
     return out

@@ -171,6 +171,26 @@ def test_maps_that_disagree_with_the_linear_fit_are_pointed_out(cube, monkeypatc
         assert scales[0] == pytest.approx(summary.scale_vs_linear_fit["Fe_K"]) and np.isnan(scales[1])
 
 
+class NoRateWithoutLiveTime(FakeNet):
+    """Like the shipped networks: a pixel with no live time has no rate (NaN)."""
+
+    def predict(self, counts: np.ndarray, live_time: np.ndarray) -> np.ndarray:
+        out = super().predict(counts, live_time)
+        out[live_time == 0] = np.nan
+        return out
+
+
+def test_unmeasured_pixels_are_left_out_of_the_comparison(cube, monkeypatch):
+    with h5py.File(cube, "r+") as f:  # a scan stopped before its first row was measured
+        f["entry/data/counts"][0] = 0
+        f["entry/data/live_time"][0] = 0.0
+    _install(monkeypatch, maps=NoRateWithoutLiveTime(EnergyAxis()))
+    summary = analyze_cube(cube, models=["maps"])
+    assert summary.scale_vs_linear_fit["Fe_K"] == pytest.approx(0.85, rel=0.1)
+    with h5py.File(cube, "r") as f:
+        assert np.isnan(f["xrfmap/detsum/xrf_fit"][0, 0]).all()
+
+
 def test_rerun_replaces_results_and_drops_stale_ones(cube, monkeypatch):
     _install(monkeypatch, maps=FakeNet(EnergyAxis()), pigments=FakePigments())
     analyze_cube(cube)
