@@ -206,7 +206,9 @@ def worst_against_baseline(figures: dict, truth: str) -> tuple[str, float] | Non
     return worst, diffs[worst]
 
 
-def _gap_text(figures: dict, truth: str) -> str:
+def gap_text(figures: dict, truth: str) -> str:
+    """The worst element of 1DCNN+ against the linear fit and whether the margin holds ("" when
+    a row is missing)."""
     found = worst_against_baseline(figures, truth)
     if found is None:
         return ""
@@ -229,7 +231,7 @@ def verdict(figures: dict, speed: float, long_figures: dict | None = None) -> li
             continue
         ssim, missing = _mean(net[truth], "ssim")
         pearson, _ = _mean(net[truth], "pearson")
-        gap = _gap_text(figures, truth)
+        gap = gap_text(figures, truth)
         gap = f"; {gap}" if gap else ""
         miss = f" (not present in any scene: {', '.join(missing)})" if missing else ""
         if PERFECT_COUNTING in figures and truth == "expected":
@@ -247,7 +249,7 @@ def verdict(figures: dict, speed: float, long_figures: dict | None = None) -> li
         )
     for live, long in (long_figures or {}).items():
         for truth, title in TRUTHS.items():
-            gap = _gap_text(long, truth)
+            gap = gap_text(long, truth)
             if gap:
                 lines.append(f"- at {live * 1000:.0f} ms, vs {title}: {gap}")
     lines.append(

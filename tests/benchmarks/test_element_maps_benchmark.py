@@ -62,3 +62,12 @@ def test_the_further_families_get_their_own_table_without_a_mean() -> None:
     table = element_table(_figures(0.9, 0.8), "expected", "ssim", EXTRAS)
     assert table.count("\n") == len(EXTRAS) + 1  # header, rule, one row each
     assert "Sn_L" in table and "mean" not in table and "Fe_K" not in table
+
+
+def test_pymca_findings_report_each_method_and_the_margin_on_the_other_physics() -> None:
+    from dwellwise.benchmarks.element_maps_pymca import findings
+
+    lines = findings({"ours": _figures(0.9, 0.8), "PyMca": _figures(0.9, 0.93)})
+    assert "- linear fit: mean SSIM vs detected truth 0.800 → 0.930" in lines
+    margin = [line for line in lines if line.startswith("- PyMca physics")]
+    assert len(margin) == 2 and all("K_K -0.030 SSIM (NOT met" in line for line in margin)
