@@ -30,6 +30,12 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="train the long-dwell network instead (0.1-2 s pixels; analyze uses it for pixels "
         "of 0.15 s live time or more; written as maps_<arch>_long.pt)",
     )
+    maps.add_argument(
+        "--linear-skip",
+        action="store_true",
+        help="add a fixed linear unmixing (ridge regression on the training spectra) to the "
+        "network's output, so that it learns the correction to the best linear estimate",
+    )
     pigments = what.add_parser("pigments", help="pigment classifier (1D CNN of paper 004)")
     _common(pigments)
 

@@ -98,6 +98,8 @@ CNN_POOLED = 2
 """Max pooling (kernel 2, stride 2) after the first this-many convolutions."""
 CNN_DROPOUT = 0.05
 """Dropout before the output layer (thesis)."""
+SKIP_RIDGE = 1e-4
+"""Ridge of :meth:`LinearSkip.fit`, as a fraction of the mean diagonal of the Gram matrix."""
 SHARE_SCALE_FLOOR = 1e-4
 """Smallest output scale (standard deviation of a family's share over the training spectra)."""
 STD_FLOOR = 1e-6
@@ -137,6 +139,9 @@ class MapNetConfig(BaseModel):
     """Max pooling after the first this-many convolutions."""
     dropout: float = Field(default=CNN_DROPOUT, ge=0.0, lt=1.0)
     """Dropout probability before the output layer of 1DCNN/1DCNN+."""
+    linear_skip: bool = False
+    """Add a fixed linear unmixing of the input to the output (:class:`LinearSkip`, not in the
+    thesis): the network then learns the correction to the best linear estimate."""
 
     @property
     def axis(self) -> EnergyAxis:
@@ -203,13 +208,47 @@ class Standardise(nn.Module):
         return (x - self.mean) * self.scale
 
 
+class LinearSkip(nn.Module):
+    """A fixed linear unmixing ``shares ≈ u · Wᵀ`` added to a network's output.
+
+    ``W`` is the ridge regression of the training spectra's true shares on their normalised
+    spectra (:meth:`fit`): the best linear estimate of each family's share that the training
+    data allows, a learnt counterpart of a linear fit. Linear in ``u``, it keeps the model
+    exactly proportional in the counts, and it has the precision of a matrix product, where a
+    network's last layer resolves a faint family's share (0.05 % of the counts) only coarsely.
+    Its weights are a buffer, set once before training."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(n_out, n_in))
+
+    @torch.no_grad()
+    def fit(self, u: torch.Tensor, shares: torch.Tensor) -> None:
+        """Least squares of ``shares (N, k)`` on ``u (N, E)``, with a ridge of
+        :data:`SKIP_RIDGE` of the Gram matrix's mean diagonal against collinear channels."""
+        x = u.double()
+        gram = x.T @ x
+        ridge = SKIP_RIDGE * float(torch.diagonal(gram).mean())
+        gram += ridge * torch.eye(gram.shape[0], dtype=gram.dtype)
+        self.weight.copy_(torch.linalg.solve(gram, x.T @ shares.double()).T.float())
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return u @ self.weight.T
+
+
 class FCN(nn.Module):
     """Fully connected network (thesis Fig. 4.1); with a prior layer it is FCN+ (Fig. 4.5)."""
 
     def __init__(
-        self, n_in: int, n_out: int, widths: Sequence[int], prior: PriorLayer | None = None
+        self,
+        n_in: int,
+        n_out: int,
+        widths: Sequence[int],
+        prior: PriorLayer | None = None,
+        skip: LinearSkip | None = None,
     ) -> None:
         super().__init__()
+        self.skip = skip
         if prior is not None and prior.mode != "dot":
             raise ValueError("FCN+ needs a prior layer of dot products")
         self.prior = prior
@@ -229,7 +268,7 @@ class FCN(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Normalised spectra ``(N, E)`` -> shares of the counts ``(N, k)`` (unclipped)."""
-        return self.body(self.standardise(self.inputs(u))) * self.output_scale
+        return with_skip(self, u, self.body(self.standardise(self.inputs(u))) * self.output_scale)
 
 
 class CNN1D(nn.Module):
@@ -250,8 +289,10 @@ class CNN1D(nn.Module):
         pooled: int,
         dropout: float,
         prior: PriorLayer | None = None,
+        skip: LinearSkip | None = None,
     ) -> None:
         super().__init__()
+        self.skip = skip
         if len(widths) != len(kernels) or not widths:
             raise ValueError(f"{len(widths)} convolution widths but {len(kernels)} kernel sizes")
         if prior is not None and prior.mode != "stack":
@@ -290,7 +331,7 @@ class CNN1D(nn.Module):
             x = self._first_layer_folded(u)
         else:
             x = self.first(self.standardise(self.inputs(u)))
-        return self.head(self.features(x)) * self.output_scale
+        return with_skip(self, u, self.head(self.features(x)) * self.output_scale)
 
     def _first_layer_folded(self, u: torch.Tensor) -> torch.Tensor:
         """``first(standardise(prior(u)))`` without the stack. With stacked channel
@@ -315,23 +356,36 @@ class CNN1D(nn.Module):
         return out.permute(1, 2, 0)
 
 
+def with_skip(network: nn.Module, u: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
+    """``shares`` plus the network's :class:`LinearSkip` of ``u``, when it has one."""
+    return shares if network.skip is None else shares + network.skip(u)
+
+
 def build_network(config: MapNetConfig) -> nn.Module:
     """A freshly initialised network of ``config.arch`` (torch's default initialisation)."""
     n_in, n_out = config.channels, len(config.names)
+    skip = LinearSkip(n_in, n_out) if config.linear_skip else None
     if config.arch in ("fcn", "fcn+"):
         prior = (
             PriorLayer(prior_spectra(config.prior, config.axis), "dot")
             if config.arch == "fcn+"
             else None
         )
-        return FCN(n_in, n_out, config.fcn_widths, prior)
+        return FCN(n_in, n_out, config.fcn_widths, prior, skip)
     prior = (
         PriorLayer(prior_spectra(config.prior, config.axis), "stack")
         if config.arch == "1dcnn+"
         else None
     )
     return CNN1D(
-        n_in, n_out, config.cnn_widths, config.cnn_kernels, config.cnn_pooled, config.dropout, prior
+        n_in,
+        n_out,
+        config.cnn_widths,
+        config.cnn_kernels,
+        config.cnn_pooled,
+        config.dropout,
+        prior,
+        skip,
     )
 
 
@@ -341,11 +395,17 @@ def fit_standardisation(
     """Set the network's fixed input standardisation from normalised training spectra ``u``
     and, given the true ``shares`` of their counts ``(N, k)``, its fixed output scale (each
     family's standard deviation of the share, floored at :data:`SHARE_SCALE_FLOOR`): the last
-    layer then works on standardised targets, so trace families are learnt beside major ones."""
+    layer then works on standardised targets, so trace families are learnt beside major ones.
+    A network with a :class:`LinearSkip` fits it first and scales by the standard deviation of
+    what the skip leaves (the correction the network learns), which is finer."""
     with torch.no_grad():
         network.standardise.fit(network.inputs(u))
-        if shares is not None:
-            network.output_scale.copy_(shares.std(dim=0).clamp_min(SHARE_SCALE_FLOOR))
+        if shares is None:
+            return
+        if network.skip is not None:
+            network.skip.fit(u, shares)
+            shares = shares - network.skip(u)
+        network.output_scale.copy_(shares.std(dim=0).clamp_min(SHARE_SCALE_FLOOR))
 
 
 def clip_output(shares: torch.Tensor) -> torch.Tensor:

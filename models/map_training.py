@@ -309,6 +309,7 @@ def train_maps(
     quick: bool = False,
     recipe: TrainingRecipe | None = None,
     long_dwell: bool = False,
+    linear_skip: bool = False,
     out: Path | str | None = None,
     evaluate: bool = True,
     log: Log = print,
@@ -318,7 +319,8 @@ def train_maps(
     file per architecture beside ``out``, named after it; ``"packaged"``: the package's
     ``weights/maps_<arch>.pt``). ``long_dwell`` trains the long-dwell networks instead
     (:data:`LONG_DWELL_S`, scored at :data:`LONG_DWELL_EVAL_S`; packaged as
-    ``maps_<arch>_long.pt``, which :func:`load_map_model` attaches to ``maps_<arch>.pt``)."""
+    ``maps_<arch>_long.pt``, which :func:`load_map_model` attaches to ``maps_<arch>.pt``).
+    ``linear_skip`` gives the networks a :class:`~dwellwise.models.element_nets.LinearSkip`."""
     archs = list(ARCHITECTURES) if arch == "all" else [arch]
     for a in archs:
         weights_name(a)  # validates the key
@@ -334,7 +336,17 @@ def train_maps(
         f"({time.perf_counter() - t0:.1f} s, seed {seed})"
     )
     results = [
-        fit_network(a, train, val, seed=seed, recipe=recipe, device=device, log=log) for a in archs
+        fit_network(
+            a,
+            train,
+            val,
+            seed=seed,
+            recipe=recipe,
+            device=device,
+            config=MapNetConfig(arch=a, names=train.names, linear_skip=linear_skip),
+            log=log,
+        )
+        for a in archs
     ]
     del train, val
     if evaluate:
@@ -366,6 +378,7 @@ def train_maps(
             info = {
                 "command": f"dwellwise train maps --arch {r.arch} --seed {seed}"
                 + (" --long-dwell" if long_dwell else "")
+                + (" --linear-skip" if linear_skip else "")
                 + (" --quick" if quick else "")
                 + (f" --epochs {epochs}" if epochs is not None else ""),
                 "seed": seed,
@@ -438,6 +451,7 @@ def train_from_cli(args: argparse.Namespace) -> int:
         device=args.device,
         quick=args.quick,
         long_dwell=args.long_dwell,
+        linear_skip=args.linear_skip,
         out=args.out if args.out is not None else "packaged",
     )
     return 0

@@ -10,6 +10,7 @@ from dwellwise.models.element_nets import (
     MODEL_AXIS,
     OUTPUTS,
     TARGETS,
+    LinearSkip,
     MapNet,
     MapNetConfig,
     PriorLayer,
@@ -115,6 +116,39 @@ def test_folded_first_layer_equals_the_literal_prior_stack() -> None:
     net.eval()
     folded = net(u)
     torch.testing.assert_close(folded, literal, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_skip_recovers_a_linear_unmixing_and_stays_fixed_through_training() -> None:
+    rng = np.random.default_rng(4)
+    u = torch.as_tensor(rng.gamma(2.0, 0.5, size=(3000, MODEL_AXIS.channels)), dtype=torch.float32)
+    mixing = torch.as_tensor(rng.normal(0, 1e-3, size=(len(OUTPUTS), MODEL_AXIS.channels)))
+    shares = u @ mixing.float().T
+    skip = LinearSkip(MODEL_AXIS.channels, len(OUTPUTS))
+    skip.fit(u, shares)
+    torch.testing.assert_close(skip(u), shares, rtol=0, atol=1e-3 * float(shares.std()))
+
+    torch.manual_seed(0)
+    config = MapNetConfig(arch="1dcnn+", dropout=0.0, linear_skip=True, **SMALL)
+    net = build_network(config)
+    fit_standardisation(net, u, shares)
+    fixed = net.skip.weight.clone()
+    assert torch.count_nonzero(fixed) > 0
+    assert not any(p is net.skip.weight for p in net.parameters())
+    # the output scale is that of what the skip leaves, not of the shares
+    assert float(net.output_scale.max()) < 0.1 * float(shares.std(dim=0).min())
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(3):
+        loss = (net(u[:64]) - shares[:64]).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.equal(net.skip.weight, fixed)
+    assert "skip.weight" in net.state_dict()
+    # eval (folded first layer) and training forward agree with the skip too
+    net.train()
+    literal = net(u[:50])
+    net.eval()
+    torch.testing.assert_close(net(u[:50]), literal, rtol=1e-4, atol=1e-6)
 
 
 def test_predictions_scale_with_counts_and_live_time() -> None:

@@ -45,16 +45,28 @@ def test_tiny_1dcnn_plus_learns_and_beats_trivial_predictors() -> None:
         assert np.corrcoef(rates[:, i], test.detected[:, i])[0, 1] > 0.9, name
 
 
-def test_train_maps_writes_weights_that_load_and_predict_the_same(tmp_path) -> None:
+@pytest.mark.parametrize(("arch", "linear_skip"), [("fcn+", False), ("1dcnn+", True)])
+def test_train_maps_writes_weights_that_load_and_predict_the_same(
+    tmp_path, arch: str, linear_skip: bool
+) -> None:
     recipe = TrainingRecipe(n_train=512, n_val=128, epochs=1, warmup_epochs=1, batch_size=128)
     out = tmp_path / "maps.pt"
     [result] = train_maps(
-        "fcn+", seed=1, recipe=recipe, out=out, evaluate=False, device="cpu", log=lambda s: None
+        arch,
+        seed=1,
+        recipe=recipe,
+        linear_skip=linear_skip,
+        out=out,
+        evaluate=False,
+        device="cpu",
+        log=lambda s: None,
     )
     assert out.is_file() and out.with_suffix(".json").is_file()
     model = load_map_model(out, device="cpu")
-    assert model.label == "FCN+"
+    assert model.label == result.config.label
     assert model.info["seed"] == 1 and model.info["recipe"]["n_train"] == 512
+    assert model.config.linear_skip == linear_skip
+    assert ("--linear-skip" in model.info["command"]) == linear_skip
     data = PixelSimulator().simulate(64, np.random.default_rng(5))
     np.testing.assert_allclose(
         model.predict(data.counts, data.live_time),
