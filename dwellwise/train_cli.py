@@ -32,9 +32,11 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     maps.add_argument(
         "--linear-skip",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="add a fixed linear unmixing (ridge regression on the training spectra) to the "
-        "network's output, so that it learns the correction to the best linear estimate",
+        "network's output, so that it learns the correction to the best linear estimate "
+        "(default: as the shipped weights, on for 1dcnn+ only)",
     )
     pigments = what.add_parser("pigments", help="pigment classifier (1D CNN of paper 004)")
     _common(pigments)
@@ -48,7 +50,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="weights file to write (default: the weights shipped in the package)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the data recipe and training")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: recipe)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="training epochs (default: those of the shipped weights)",
+    )
     p.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N"
     )

@@ -3,7 +3,8 @@
 The recipe (:class:`TrainingRecipe`, recorded in the weights' json): ``n_train`` random
 layered-paint pixels and ``n_val`` validation pixels from two independent streams of the seed
 (:mod:`dwellwise.models.map_data`), Adam (learning rate 1e-3 as in paper 002) with a cosine decay
-over twelve epochs instead of the thesis's 1000 epochs with early stopping; a warm-up of three epochs
+over twelve epochs (24 for 1DCNN+: :data:`SHIPPED_SETTINGS`) instead of the thesis's 1000 epochs
+with early stopping; a warm-up of three epochs
 on the mean squared error of the standardised count shares, then the adaptive L1 loss on the
 detected counts of every output family; the weights of the epoch with the lowest validation
 (adaptive L1) loss. Then the held-out figures (:func:`heldout_figures`) on scenes no network sees
@@ -85,6 +86,10 @@ FULL_RECIPE = TrainingRecipe()
 """The recipe of the shipped weights."""
 QUICK_RECIPE = TrainingRecipe(n_train=4096, n_val=1024, epochs=4, warmup_epochs=2, batch_size=128)
 """``--quick``: seconds on a CPU; learns, but far from the shipped figures."""
+SHIPPED_SETTINGS: dict[str, dict] = {"1dcnn+": {"linear_skip": True, "epochs": 24}}
+"""How the shipped networks of an architecture were trained where it differs from
+:data:`FULL_RECIPE` and a plain :class:`MapNetConfig`: what ``dwellwise train maps`` does unless
+told otherwise, so that the default command reproduces the packaged weights."""
 LONG_DWELL_S = (0.1, 2.0)
 """Live-time range (seconds, log-uniform) of the long-dwell networks' training pixels."""
 LONG_DWELL_EVAL_S = 1.0
@@ -309,7 +314,7 @@ def train_maps(
     quick: bool = False,
     recipe: TrainingRecipe | None = None,
     long_dwell: bool = False,
-    linear_skip: bool = False,
+    linear_skip: bool | None = None,
     out: Path | str | None = None,
     evaluate: bool = True,
     log: Log = print,
@@ -320,15 +325,21 @@ def train_maps(
     ``weights/maps_<arch>.pt``). ``long_dwell`` trains the long-dwell networks instead
     (:data:`LONG_DWELL_S`, scored at :data:`LONG_DWELL_EVAL_S`; packaged as
     ``maps_<arch>_long.pt``, which :func:`load_map_model` attaches to ``maps_<arch>.pt``).
-    ``linear_skip`` gives the networks a :class:`~dwellwise.models.element_nets.LinearSkip`."""
+    ``linear_skip`` gives the networks a :class:`~dwellwise.models.element_nets.LinearSkip`.
+    ``linear_skip`` and ``epochs`` left at None take :data:`SHIPPED_SETTINGS` (the epochs only
+    for the full recipe)."""
     archs = list(ARCHITECTURES) if arch == "all" else [arch]
     for a in archs:
         weights_name(a)  # validates the key
+    shipped_recipe = recipe is None and not quick
     recipe = recipe or (QUICK_RECIPE if quick else FULL_RECIPE)
     if long_dwell:
         recipe = long_dwell_recipe(recipe)
     if epochs is not None:
         recipe = recipe.model_copy(update={"epochs": int(epochs)})
+    settings = {
+        a: arch_settings(a, recipe, linear_skip, shipped_recipe and epochs is None) for a in archs
+    }
     t0 = time.perf_counter()
     train, val = make_datasets(seed, recipe)
     log(
@@ -341,9 +352,9 @@ def train_maps(
             train,
             val,
             seed=seed,
-            recipe=recipe,
+            recipe=settings[a][0],
             device=device,
-            config=MapNetConfig(arch=a, names=train.names, linear_skip=linear_skip),
+            config=MapNetConfig(arch=a, names=train.names, linear_skip=settings[a][1]),
             log=log,
         )
         for a in archs
@@ -375,14 +386,15 @@ def train_maps(
                 path = shipped_weights(r.arch, long_dwell)
             else:
                 path = Path(out) if len(written) == 1 else _sibling(Path(out), r.arch)
+            arch_recipe, skip = settings[r.arch]
             info = {
                 "command": f"dwellwise train maps --arch {r.arch} --seed {seed}"
                 + (" --long-dwell" if long_dwell else "")
-                + (" --linear-skip" if linear_skip else "")
+                + (" --linear-skip" if skip else " --no-linear-skip")
                 + (" --quick" if quick else "")
-                + (f" --epochs {epochs}" if epochs is not None else ""),
+                + f" --epochs {arch_recipe.epochs}",
                 "seed": seed,
-                "recipe": recipe.model_dump(mode="json"),
+                "recipe": arch_recipe.model_dump(mode="json"),
                 "normalisation": (
                     "input u = counts * E / N (N = counts in the model axis window); output = "
                     "share of the N counts per family; rate = share * N / live_time, clipped >= 0"
@@ -399,6 +411,18 @@ def train_maps(
             json_path = save_map_model(path, r.network, r.config, info)
             log(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB) and {json_path.name}")
     return results
+
+
+def arch_settings(
+    arch: str, recipe: TrainingRecipe, linear_skip: bool | None, shipped_epochs: bool
+) -> tuple[TrainingRecipe, bool]:
+    """The recipe and linear skip of one architecture: ``linear_skip`` unless None, and the
+    epochs of :data:`SHIPPED_SETTINGS` when ``shipped_epochs``."""
+    shipped = SHIPPED_SETTINGS.get(arch, {})
+    skip = shipped.get("linear_skip", False) if linear_skip is None else linear_skip
+    if shipped_epochs and "epochs" in shipped:
+        recipe = recipe.model_copy(update={"epochs": shipped["epochs"]})
+    return recipe, skip
 
 
 def _long_dwell_that_helps(results: list[TrainResult], heldout: dict, log: Log) -> list[TrainResult]:

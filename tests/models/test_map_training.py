@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pytest
 import torch
-from dwellwise.models.element_nets import TARGETS, adaptive_l1, load_map_model
+from dwellwise.models.element_nets import TARGETS, adaptive_l1, load_map_model, shipped_weights
 from dwellwise.models.map_data import PixelSimulator
 from dwellwise.models.map_training import (
+    FULL_RECIPE,
     TrainingRecipe,
+    arch_settings,
     fit_network,
     make_datasets,
     train_from_cli,
@@ -74,6 +77,21 @@ def test_train_maps_writes_weights_that_load_and_predict_the_same(
         rtol=1e-5,
         atol=1e-4,
     )
+
+
+@pytest.mark.parametrize("long_dwell", [False, True])
+@pytest.mark.parametrize("arch", ["fcn", "fcn+", "1dcnn", "1dcnn+"])
+def test_the_default_training_command_reproduces_the_shipped_weights(
+    arch: str, long_dwell: bool
+) -> None:
+    json_path = shipped_weights(arch, long_dwell).with_suffix(".json")
+    if not json_path.is_file():
+        pytest.skip(f"no shipped {json_path.name}")
+    info = json.loads(json_path.read_text())
+    recipe, skip = arch_settings(arch, FULL_RECIPE, None, shipped_epochs=True)
+    assert info["recipe"]["epochs"] == recipe.epochs
+    assert info["config"].get("linear_skip", False) == skip
+    assert info["seed"] == 0 and info["recipe"]["n_train"] == FULL_RECIPE.n_train
 
 
 def test_cli_refuses_an_unknown_device() -> None:
