@@ -6,6 +6,7 @@ into per-pixel outputs. Results, in the layout PyXRF and PyMca users know::
 
     /xrfmap/detsum/xrf_fit          (N, H, W) float32 counts/s, @model @units @created ...
                                     @scale_vs_linear_fit (a network's maps against the fit)
+                                    @weights (file, SHA-256 prefix, training command)
     /xrfmap/detsum/xrf_fit_name     (N,) fixed-length ASCII names: Fe_K, Pb_L ... (PyXRF)
     /entry/analysis/pigments/       probability (P, H, W) float32 0..1, names (P,)
     /entry/analysis/linear_fit/     maps (N, H, W) float32 counts/s, names (N,): the linear-fit
@@ -521,6 +522,9 @@ def _swap(f: h5py.File, products: list[_Product]) -> dict[str, float]:
             "names": list(p.names),
             "source": "/entry/data/counts",
         }
+        weights = getattr(p.predictor, "provenance", None)
+        if weights:  # which trained weights made these maps (file, SHA-256, training command)
+            attrs["weights"] = list(weights)
         if isinstance(p.predictor, LinearFit):  # what a spectroscopist should look at twice
             attrs["overlapping_families"] = [
                 f"{o.first}~{o.second} (cosine {o.cosine:.2f})" for o in overlaps(p.predictor)

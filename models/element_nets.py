@@ -65,6 +65,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from dwellwise.models.provenance import weights_provenance
 from dwellwise.simulators.energy import EnergyAxis
 from dwellwise.simulators.spectra import SpectrumModel
 from pydantic import BaseModel, Field
@@ -496,6 +497,14 @@ class MapNet:
         self.long_dwell: MapNet | None = None
         """Network for pixels of at least :data:`LONG_DWELL_FROM_S` live time (same outputs and
         axis), or None: this network answers every pixel."""
+        self.weights: str | None = None
+        """The weights file, its SHA-256 and training command (:func:`weights_provenance`);
+        None for a network not loaded from a file."""
+
+    @property
+    def provenance(self) -> list[str]:
+        """The weights files behind the predictions: this network's and its long-dwell one's."""
+        return [m.weights for m in (self, self.long_dwell) if m is not None and m.weights]
 
     def predict(self, counts: np.ndarray, live_time: np.ndarray) -> np.ndarray:
         counts = np.asarray(counts)
@@ -646,4 +655,6 @@ def _load_one(pt: Path, device: str | torch.device) -> MapNet:
         raise ValueError(
             f"{pt}: weights do not match {config.label} as {json_path} describes it ({exc})"
         ) from None
-    return MapNet(network, config, device=device, info=meta)
+    model = MapNet(network, config, device=device, info=meta)
+    model.weights = weights_provenance(pt, meta.get("command"))
+    return model

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from dwellwise.models.provenance import weights_provenance
 from dwellwise.simulators.energy import EnergyAxis
 from pydantic import BaseModel, Field, ValidationError
 from torch import nn
@@ -235,6 +236,14 @@ class PigmentNet:
             raise ValueError("need one threshold in (0, 1) per pigment")
         self.thresholds = np.array(th)
         self.card = card
+        self.weights: str | None = None
+        """The weights file, its SHA-256 and training command (:func:`weights_provenance`);
+        None for a network not loaded from a file."""
+
+    @property
+    def provenance(self) -> list[str]:
+        """The weights file behind the predictions (empty when not loaded from one)."""
+        return [self.weights] if self.weights else []
 
     def _check(self, counts: np.ndarray, live_time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         counts = np.asarray(counts)
@@ -312,6 +321,7 @@ def load_pigment_model(path: str | Path | None = None, device: str = "auto") -> 
             state = torch.load(weights, map_location=dev, weights_only=True)
         except Exception as exc:  # torch raises many types for a damaged file
             raise ValueError(f"{weights}: not a readable torch weights file ({exc})") from None
+        provenance = weights_provenance(weights, card.training.get("command"))
     axis = card.axis.axis()
     model = PigmentCNN(len(card.names), axis.channels)
     try:
@@ -321,7 +331,9 @@ def load_pigment_model(path: str | Path | None = None, device: str = "auto") -> 
             f"{weights} does not fit its card ({len(card.names)} pigments, "
             f"{axis.channels} channels): {exc}"
         ) from None
-    return PigmentNet(model, card.names, axis, thresholds=card.thresholds, card=card, device=dev)
+    net = PigmentNet(model, card.names, axis, thresholds=card.thresholds, card=card, device=dev)
+    net.weights = provenance
+    return net
 
 
 def save_pigment_model(net: PigmentNet, path: str | Path, card: PigmentModelCard) -> Path:

@@ -138,6 +138,16 @@ def test_network_maps_with_baseline_pigments_and_resampling(cube, monkeypatch):
         assert pig["probability"].shape == (2, *SHAPE) and pig["probability"].dtype == np.float32
         assert _names(pig["names"]) == ["lead_white", "vermilion"]
         assert pig["probability"].attrs["model"] == "fake pigments"
+        assert "weights" not in f["xrfmap/detsum/xrf_fit"].attrs  # a network not from a file
+
+
+def test_the_maps_name_the_weights_that_made_them(cube, monkeypatch):
+    net = FakeNet(EnergyAxis())
+    net.provenance = ["maps_x.pt sha256:0123 (dwellwise train maps --arch 1dcnn+)", "long.pt"]
+    _install(monkeypatch, maps=net)
+    analyze_cube(cube, models=["maps"])
+    with h5py.File(cube, "r") as f:
+        assert list(f["xrfmap/detsum/xrf_fit"].attrs["weights"]) == net.provenance
 
 
 class ShrinkingNet(FakeNet):

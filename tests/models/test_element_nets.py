@@ -216,6 +216,18 @@ def test_shipped_weights_load_offline_and_predict_sensible_rates() -> None:
         assert got[absent] < 0.02 * truth["Pb_L"]
 
 
+def test_loaded_weights_name_their_file_digest_and_training_command() -> None:
+    import hashlib
+
+    from dwellwise.models.element_nets import shipped_weights
+
+    model = load_map_model(device="cpu")
+    main, long = model.provenance
+    digest = hashlib.sha256(shipped_weights("1dcnn+").read_bytes()).hexdigest()[:16]
+    assert main.startswith(f"maps_1dcnn_plus.pt sha256:{digest} (dwellwise train maps")
+    assert long.startswith("maps_1dcnn_plus_long.pt sha256:") and "--long-dwell" in long
+
+
 def test_parallel_batches_give_the_same_rates_as_one_batch() -> None:
     torch.manual_seed(0)
     config = MapNetConfig(arch="1dcnn+", **SMALL)

@@ -174,6 +174,8 @@ def test_shipped_weights_load_offline(shipped):
     assert shipped.axis == pn.PIGMENT_AXIS
     assert shipped.card is not None and shipped.card.figures["macro_f1"] > 0.7
     assert pn.default_weights_path().stat().st_size < 2_000_000
+    [weights] = shipped.provenance  # what analyze writes beside the pigment maps
+    assert weights.startswith("pigments_cnn.pt sha256:") and "dwellwise train pigments" in weights
 
 
 def test_shipped_weights_tell_lead_white_from_vermilion(shipped):
