@@ -56,7 +56,8 @@ AGREEMENT = (0.8, 1.25)
 """Range of the least-squares scale α (network map = α · linear-fit map) inside which a
 network's element map is taken to agree with the fit beside it; outside, ``analyze`` says so.
 On the held-out benchmarks well-measured elements agree within a few percent; the networks fall
-outside on faint elements at long dwell (a 14 counts/s Cu map at 1 s: α 0.3-0.5)."""
+outside on faint elements at long dwell (Cu maps of 15-19 counts/s at 1 s: α 0.65 and 0.93 with
+the shipped 1DCNN+, 0.30 and 0.54 before it had its linear skip)."""
 AGREEMENT_MIN_COUNTS = 1000.0
 """Fewest counts of a family (linear fit, whole cube) for the comparison: below, the fit's map
 is too noisy to judge a network's by."""

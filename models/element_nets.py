@@ -56,6 +56,7 @@ one with one photon.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -649,12 +650,13 @@ def _load_one(pt: Path, device: str | torch.device) -> MapNet:
         ) from None
     network = build_network(config)
     try:
-        state = torch.load(pt, map_location="cpu", weights_only=True)
+        raw = pt.read_bytes()
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         network.load_state_dict(state)
     except (RuntimeError, OSError, EOFError) as exc:
         raise ValueError(
             f"{pt}: weights do not match {config.label} as {json_path} describes it ({exc})"
         ) from None
     model = MapNet(network, config, device=device, info=meta)
-    model.weights = weights_provenance(pt, meta.get("command"))
+    model.weights = weights_provenance(pt.name, raw, meta.get("command"))
     return model

@@ -28,6 +28,7 @@ measured: a pixel with no live time or no counts gets NaN probabilities.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -318,10 +319,11 @@ def load_pigment_model(path: str | Path | None = None, device: str = "auto") -> 
             raise ValueError(f"{card_file}: not a pigment-model card ({exc})") from None
         dev = resolve_device(device)
         try:
-            state = torch.load(weights, map_location=dev, weights_only=True)
+            raw = weights.read_bytes()
+            state = torch.load(io.BytesIO(raw), map_location=dev, weights_only=True)
         except Exception as exc:  # torch raises many types for a damaged file
             raise ValueError(f"{weights}: not a readable torch weights file ({exc})") from None
-        provenance = weights_provenance(weights, card.training.get("command"))
+        provenance = weights_provenance(weights.name, raw, card.training.get("command"))
     axis = card.axis.axis()
     model = PigmentCNN(len(card.names), axis.channels)
     try:

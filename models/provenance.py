@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 DIGEST_CHARS = 16
 """Hex characters of the SHA-256 kept: enough to tell weights files apart."""
 
 
-def weights_provenance(path: Path, command: str | None) -> str:
+def weights_provenance(name: str, data: bytes, command: str | None) -> str:
     """``"maps_1dcnn_plus.pt sha256:0123abcd… (dwellwise train maps --arch 1dcnn+ …)"``: the
-    file's name, the start of its SHA-256 and the command that trained it, when known."""
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:DIGEST_CHARS]
+    weights file's ``name``, the start of the SHA-256 of its bytes ``data`` (as read once for
+    loading) and the command that trained it, when known."""
+    digest = hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
     made_by = f" ({command})" if command else ""
-    return f"{Path(path).name} sha256:{digest}{made_by}"
+    return f"{name} sha256:{digest}{made_by}"

@@ -40,9 +40,9 @@ case 0.57, 0.16 and 0.00 from 0.49, 0.01 and −0.07; mean bias −0.4 %, none f
 gains are on faint maps with a few bright grains (a 12,000 counts/s Cu grain on a 4 counts/s
 ground: efficiency 0.01 → 0.8). With the n2v network and the outlier floor lowered from 10 counts
 to 5 (:data:`OUTLIER_MIN_COUNTS`): 0.8996, 0.897, 0.898 on those three sets and 0.895 on a third
-held-out set (worst cases 0.65, 0.16, 0.41, 0.02; none flagged). Cost: ~0.03 s more per 64×64 map, ~10 s more on 1024×1024×8
-(the blind estimate alone takes 1.2 s there; most of the rest predicts the bias of three
-strengths).
+held-out set (worst cases 0.65, 0.16, 0.41, 0.02; none flagged). Cost: ~0.03 s more per 64×64
+map, ~10 s more on 1024×1024×8 (the blind estimate alone takes 1.2 s there; most of the rest
+predicts the bias of three strengths).
 
 A variability D taken from the residuals ``(X0_k/t0 − ψ̂_k)²`` instead scored higher (0.88
 before outliers) but leaked pixel i's count into its own share through ψ̂_k of its neighbours

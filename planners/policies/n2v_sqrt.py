@@ -27,9 +27,9 @@ Options: ``deadline`` (seconds, default :data:`dwellwise.models.n2v.DEFAULT_DEAD
 toward each pixel's own count as far as that predicted bias allows, and lone bright pixels take
 their own rate, :mod:`dwellwise.planners.own_counts`; 0 keeps the blind estimate, unbiased: mean
 efficiency 0.778, 0.773 and 0.748 on the dev and first two held-out sets of ``bench dwell``,
-against 0.8996, 0.897 and 0.898 with the budget), ``device`` (``"cuda"``/``"cpu"``; default CUDA when available),
-``folds`` (cross-fitting folds, default 3; 1 trains one network on every pixel, which lets a
-pixel's own count steer its dwell through the weights: on the development scenes of ``dwellwise
+against 0.8996, 0.897 and 0.898 with the budget), ``device`` (``"cuda"``/``"cpu"``; default CUDA
+when available), ``folds`` (cross-fitting folds, default 3; 1 trains one network on every pixel,
+which lets a pixel's own count steer its dwell through the weights: on the development scenes of ``dwellwise
 bench dwell`` that scored a mean efficiency of 0.809 against 0.778 with 3 folds, at a bias of −0.16
 ± 0.02 % on average over the 75 cases and −0.86 ± 0.22 % on a faint map). The device and training
 time of the last call are in :data:`dwellwise.models.n2v.last_training_report`, the blend and the
