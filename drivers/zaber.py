@@ -86,6 +86,10 @@ TAIL_CHUNK = 16
 """Commands per batch when a row's tail is queued while it flies (a stop or the deadline is
 acted on between batches)."""
 
+HOST_STALL_S = 0.05
+"""Wall seconds the host may be descheduled while it queues a row's tail (a busy machine):
+the tail is planned to arrive this much earlier than the stage needs it."""
+
 
 class StreamStarved(ZaberFault):
     """A row stopped short of its end: the stream ran out of queued motion (its tail reached the
@@ -670,18 +674,21 @@ class ZaberStage(Device):
     def segments_before_release(self, plan: RowPlan, lead_s: float) -> int:
         """How many segments must be queued before the stream is released so that the rest,
         sent while the stage moves, always reach the device before the stage is within braking
-        distance (at full speed) of them. The time to send a segment is taken as twice the
-        90th percentile of the measured pipelined command time (two commands); until a few
-        batches were measured, the whole row is queued first."""
+        distance (at full speed) of them, even if the host stalls for ``HOST_STALL_S``. The time
+        to send a segment is taken as twice the 90th percentile of the measured pipelined
+        command time (two commands); until a few batches were measured, the whole row is queued
+        first."""
         per = self.link.stats.pipelined_s
         n = len(plan.segments)
         if len(per) < 3:
             return n
-        cost = 2.0 * 2.0 * float(np.percentile(per, 90)) * float(getattr(self.clock, "speedup", 1.0))
+        speedup = float(getattr(self.clock, "speedup", 1.0))
+        cost = 2.0 * 2.0 * float(np.percentile(per, 90)) * speedup
         kin = self.kinematics
         brake = kin.v_max**2 / (2.0 * kin.a_max)
         starts = [plan.start_mm] + [seg.end_mm for seg in plan.segments[:-1]]
-        need = [lead_s + planned_time_at(plan, x - plan.travel_sign * brake) for x in starts]
+        stall = HOST_STALL_S * speedup
+        need = [lead_s + planned_time_at(plan, x - plan.travel_sign * brake) - stall for x in starts]
         for n0 in range(1, n + 1):
             if all((i - n0 + 1) * cost <= need[i] for i in range(n0, n)):
                 return n0
@@ -708,6 +715,7 @@ class ZaberStage(Device):
             except _Rebuild as again:
                 if rebuilds >= 1:
                     raise again.fault from None
+                log.warning("%s: row %d of pass %d flown again from its start: %s", self.name, row.row, row.pass_number, again)
                 rebuilds += 1
         self.rows_log.append(
             RowRecord(

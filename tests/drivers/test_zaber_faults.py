@@ -113,7 +113,7 @@ def test_the_first_row_after_a_fault_is_queued_whole_before_it_is_released(stage
     rng = np.random.default_rng(3)
 
     def adaptive_row(k: int) -> FlyRow:
-        return FlyRow(1, k, 0.5 * k, PITCH * np.arange(48), rng.uniform(0.005, 0.03, 48))
+        return FlyRow(1, k, 0.5 * k, PITCH * np.arange(48), rng.uniform(0.02, 0.1, 48))
 
     for k in range(4):  # enough rows for the measured command times to be trusted
         stage.set(adaptive_row(k)).wait(30)
@@ -135,7 +135,7 @@ def test_a_row_whose_tail_comes_too_late_is_flown_again_whole(stage, emu, monkey
     rng = np.random.default_rng(4)
 
     def adaptive_row(k: int) -> FlyRow:
-        return FlyRow(1, k, 0.5 * k, PITCH * np.arange(48), rng.uniform(0.005, 0.03, 48))
+        return FlyRow(1, k, 0.5 * k, PITCH * np.arange(48), rng.uniform(0.02, 0.1, 48))
 
     gates = Gates()
     stage.subscribe_rows(gates)
