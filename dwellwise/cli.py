@@ -109,6 +109,7 @@ BENCHMARKS = {
     "element-maps-pymca": "dwellwise.benchmarks.element_maps_pymca",
     "pigments": "dwellwise.benchmarks.pigments",
     "pigments-pymca": "dwellwise.benchmarks.pigments_pymca",
+    "pigments-ceiling": "dwellwise.benchmarks.pigments_ceiling",
     "zaber": "dwellwise.benchmarks.zaber_serial",
     "hardware-faults": "dwellwise.benchmarks.hardware_faults",
 }

@@ -3,17 +3,9 @@
 import re
 
 import pytest
-import torch
 from dwellwise.benchmarks import pigments
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: on a shared, loaded CI machine two spinning threads cost more than they give."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_quick_benchmark_prints_the_table_and_records_nothing(capsys, monkeypatch):

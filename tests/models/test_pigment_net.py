@@ -14,13 +14,7 @@ from torch import nn
 SMALL = EnergyAxis(channels=256, gain_kev=0.080, offset_kev=2.835)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: on a shared, loaded CI machine two spinning threads cost more than they give."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_net(seed: int = 0) -> pn.PigmentNet:

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from dwellwise.models import pigment_training as pt
 from dwellwise.models.pigment_metrics import macro_f1, per_class_scores, threshold
 from dwellwise.models.pigment_net import load_pigment_model
@@ -19,13 +18,7 @@ TINY = pt.TrainConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: on a shared, loaded CI machine two spinning threads cost more than they give."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _bce(y: np.ndarray, p: np.ndarray) -> float:
