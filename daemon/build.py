@@ -36,6 +36,8 @@ from typing import Any
 from dwellwise.daemon.devices import Devices, DevicesUnavailable
 from dwellwise.daemon.protocol import ScanRequest
 
+from dwellwise.hdf5_open import open_readonly
+
 log = logging.getLogger(__name__)
 
 
@@ -325,7 +327,7 @@ def check_resumable(cube_file: str | Path) -> ResumePoint:
         ) from None
     if state.finished:
         raise BuildError(f"its cube file {path} already holds every pass; nothing to resume")
-    with h5py.File(path, "r", swmr=True) as f:
+    with open_readonly(path) as f:
         recorded = sum(int(g["rows_complete"][...].sum()) for g in f["entry/passes"].values())
     if suspect:
         log.warning(

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 import dwellwise
+from dwellwise.hdf5_open import open_readonly
 from dwellwise.simulators.energy import EnergyAxis
 
 DEFAULT_MODELS = ("maps", "pigments")
@@ -106,6 +107,8 @@ class _Cube:
     shape: tuple[int, int]
     axis: EnergyAxis
     counts_dtype: np.dtype
+    unmeasured: int
+    """Pixels without live time (never measured: a scan stopped early)."""
 
 
 @dataclass
@@ -149,6 +152,12 @@ def analyze_cube(
     cube = inspect_cube(path)
     png_path = _check_png_dir(png_dir)
     notes: list[str] = []
+    if cube.unmeasured:
+        notes.append(
+            f"{cube.unmeasured} of {cube.shape[0] * cube.shape[1]} pixels were never measured (no "
+            "live time: the scan stopped early); every map and pigment probability is NaN there, "
+            "not 0"
+        )
     try:
         maps, wants_linear, pigments = _load_models(names, explicit, device, cube, notes)
     except MissingWeights as exc:
@@ -205,14 +214,7 @@ def inspect_cube(path: Path) -> _Cube:
         raise AnalysisError(f"{path}: not a file")
     if not h5py.is_hdf5(path):
         raise AnalysisError(f"{path}: not an HDF5 file (expected a dwellwise cube file, .h5)")
-    try:
-        f = h5py.File(path, "r", swmr=True)
-    except OSError:
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise AnalysisError(f"{path}: cannot read the HDF5 file ({exc})") from None
-    with f:
+    with _open_read(path) as f:
         counts = f.get("entry/data/counts")
         if not isinstance(counts, h5py.Dataset):
             raise AnalysisError(
@@ -255,7 +257,9 @@ def inspect_cube(path: Path) -> _Cube:
                 f"{path}: the scan is still running (/entry/scan_status); analyse it when it "
                 "has finished (a scan whose daemon died stays 'running' until it is resumed)"
             )
-        return _Cube(shape=tuple(counts.shape[:2]), axis=axis, counts_dtype=counts.dtype)
+        live_s = np.asarray(live[()], dtype=np.float64)
+        unmeasured = int(np.count_nonzero(~(np.isfinite(live_s) & (live_s > 0))))
+        return _Cube(shape=tuple(counts.shape[:2]), axis=axis, counts_dtype=counts.dtype, unmeasured=unmeasured)
 
 
 def _axis(energy: np.ndarray) -> EnergyAxis:
@@ -345,12 +349,9 @@ def _adapt_linear_fit(path: Path, cube: _Cube, chunk_pixels: int, device: str, t
 
 def _open_read(path: Path) -> h5py.File:
     try:
-        return h5py.File(path, "r", swmr=True)
-    except OSError:
-        try:
-            return h5py.File(path, "r")
-        except OSError as exc:
-            raise AnalysisError(f"{path}: cannot read the HDF5 file ({exc})") from None
+        return open_readonly(path)
+    except OSError as exc:
+        raise AnalysisError(f"{path}: cannot read the HDF5 file ({exc})") from None
 
 
 def _open_write(path: Path) -> h5py.File:
@@ -436,6 +437,7 @@ def _run_models(f: h5py.File, cube: _Cube, products: list[_Product], chunk_pixel
                     f"the {p.predictor.label} model returned {out.shape}, expected "
                     f"{(n, len(p.names))}"
                 )
+            out[~(np.isfinite(live) & (live > 0))] = np.nan  # never measured: no rate, not 0
             f[p.buffer][:, r0:r1, :] = out.T.reshape(len(p.names), r1 - r0, w)
         f.flush()
         del block, spectra

@@ -31,6 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from dwellwise.hdf5_open import open_readonly
 from dwellwise.simulators.energy import EnergyAxis
 
 STRING = h5py.string_dtype()
@@ -280,7 +281,7 @@ def read_cube(path: str | Path, *, load_counts: bool = True) -> Cube:
     (the file then stays open until the dataset is garbage-collected)."""
     path = Path(path)
     try:
-        f = h5py.File(path, "r", swmr=True)
+        f = open_readonly(path)
     except OSError as exc:
         raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
     missing = [name for name in REQUIRED if name not in f]

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 from dwellwise.planners.request import ScanRefused
 from dwellwise.planners.schedule import PassSchedule
+
+from dwellwise.hdf5_open import open_readonly
 
 if TYPE_CHECKING:
     from dwellwise.planners.plans import _FlyScan
@@ -58,7 +59,7 @@ def read_resume_state(path: str | Path) -> ResumeState:
     """Read where an interrupted scan stopped; ``ScanRefused`` if the file cannot be resumed."""
     path = Path(path)
     try:
-        f = h5py.File(path, "r", swmr=True)
+        f = open_readonly(path)
     except OSError as exc:
         raise ScanRefused(f"{path}: not a readable cube file ({exc})") from None
     with f:

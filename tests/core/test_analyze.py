@@ -201,6 +201,28 @@ def test_unmeasured_pixels_are_left_out_of_the_comparison(cube, monkeypatch):
         assert np.isnan(f["xrfmap/detsum/xrf_fit"][0, 0]).all()
 
 
+def test_unmeasured_pixels_are_nan_in_every_map_and_said_so(cube, monkeypatch):
+    with h5py.File(cube, "r+") as f:  # the last two rows of an aborted scan
+        f["entry/data/counts"][-2:] = 0
+        f["entry/data/live_time"][-2:] = 0.0
+        width = f["entry/data/live_time"].shape[1]
+    _install(monkeypatch, pigments=FakePigments())
+    summary = analyze_cube(cube, models=["linear", "pigments"])
+    assert any(f"{2 * width} of" in n and "never measured" in n for n in summary.notes)
+    with h5py.File(cube, "r") as f:
+        maps = f["xrfmap/detsum/xrf_fit"][()]
+        probability = f["entry/analysis/pigments/probability"][()]
+    assert np.isnan(maps[:, -2:]).all() and np.isfinite(maps[:, :-2]).all()
+    assert np.isnan(probability[:, -2:]).all() and np.isfinite(probability[:, :-2]).all()
+
+
+def test_a_truncated_copy_is_refused_at_once(cube, tmp_path):
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(cube.read_bytes()[: cube.stat().st_size // 2])
+    with pytest.raises(AnalysisError, match="truncated file: .* copy it again"):
+        analyze_cube(copy)
+
+
 def test_rerun_replaces_results_and_drops_stale_ones(cube, monkeypatch):
     _install(monkeypatch, maps=FakeNet(EnergyAxis()), pigments=FakePigments())
     analyze_cube(cube)
