@@ -36,7 +36,8 @@ from dwellwise.simulators.energy import EnergyAxis
 
 STRING = h5py.string_dtype()
 STATUS_BYTES = 16
-"""Width of the fixed-length ``/entry/scan_status`` string (fixed so it can change under SWMR)."""
+"""Width of the fixed-length ``/entry/scan_status`` string (fixed so it can change under SWMR);
+null-padded, so h5py and numpy read ``b"completed"`` without padding."""
 SCAN_STATUSES = ("running", "completed", "truncated", "aborted", "failed", "interrupted")
 """``truncated``: the budget ran out before the first pass was complete (see rows_complete)."""
 
@@ -115,7 +116,7 @@ class CubeWriter:
         pos = f.create_group("xrfmap/positions")
         pos.create_dataset("pos", data=np.stack([xx, yy]))
         pos.create_dataset("name", data=["x_pos", "y_pos"], dtype=STRING)
-        entry.create_dataset("scan_status", data=np.bytes_(b"running".ljust(STATUS_BYTES)))
+        entry.create_dataset("scan_status", data=_status_bytes("running"))
         entry.create_dataset("budget_used_s", data=0.0).attrs["units"] = "s"
         meta = f.create_group("xrfmap/scan_metadata")
         for key, value in (metadata or {}).items():
@@ -165,7 +166,7 @@ class CubeWriter:
         """Record the scan's state in ``/entry/scan_status`` (one of :data:`SCAN_STATUSES`)."""
         if status not in SCAN_STATUSES:
             raise ValueError(f"scan status must be one of {SCAN_STATUSES}, got {status!r}")
-        self._f["entry/scan_status"][()] = np.bytes_(status.encode().ljust(STATUS_BYTES))
+        self._f["entry/scan_status"][()] = _status_bytes(status)
         self._f.flush()
 
     def write_row(
@@ -317,6 +318,11 @@ def read_cube(path: str | Path, *, load_counts: bool = True) -> Cube:
     if load_counts:
         f.close()
     return cube
+
+
+def _status_bytes(status: str) -> np.ndarray:
+    """``status`` as the null-padded fixed-length value of ``/entry/scan_status``."""
+    return np.array(status.encode(), dtype=f"S{STATUS_BYTES}")
 
 
 def decode_strings(values: np.ndarray) -> list[str]:

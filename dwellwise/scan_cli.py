@@ -23,7 +23,7 @@ def add_scan_parser(sub) -> None:
     scan.add_argument("--shape", type=shape_arg, default=(48, 48), help="HxW pixels, e.g. 48x48")
     scan.add_argument("--pixel-size", type=positive_float_arg, default=0.5, help="pitch, mm")
     scan.add_argument(
-        "--budget", type=duration_arg, required=True, help="total time for everything (60, 2min)"
+        "--budget", type=duration_arg, default=None, help="total time for everything (60, 2min); required"
     )
     scan.add_argument("--t0", type=duration_arg, default=0.005, help="first-pass dwell (5ms)")
     scan.add_argument("--policy", default="auto", help="dwell policy (see `--policy list`)")
@@ -36,7 +36,7 @@ def add_scan_parser(sub) -> None:
         "--speedup", type=positive_float_arg, default=1.0, help="simulated time per wall second"
     )
     scan.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
-    scan.add_argument("--out", type=Path, required=True, help="cube file to write (.h5)")
+    scan.add_argument("--out", type=Path, default=None, help="cube file to write (.h5); required")
     scan.add_argument("--overwrite", action="store_true", help="replace an existing cube file")
     scan.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -67,6 +67,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
         for name, summary in list_policies().items():
             print(f"{name:<16} {summary}")
         return 0
+    missing = [flag for flag, value in (("--budget", args.budget), ("--out", args.out)) if value is None]
+    if missing:
+        raise UsageError(f"{' and '.join(missing)} required (e.g. --budget 2min --out scan.h5)")
     if not args.sim:
         raise UsageError("only the simulated beamline exists yet: pass --sim")
     out: Path = args.out

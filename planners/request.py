@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from dwellwise.planners.policies import get_policy
+from dwellwise.planners.policies import get_policy, list_policies
 from dwellwise.planners.schedule import Geometry
 from dwellwise.simulators.kinematics import Kinematics
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -69,7 +69,17 @@ class AdaptiveRequest(Region):
     @classmethod
     def _known_policy(cls, policy: str) -> str:
         get_policy(policy)  # raises ValueError listing the valid names
+        if policy in NEEDS_TRUTH:
+            usable = ", ".join(name for name in list_policies() if name not in NEEDS_TRUTH)
+            raise ValueError(
+                f"policy {policy!r} needs the true rates, which no scan has (it is the limit that "
+                f"benchmarks compare against); choose one of: {usable}"
+            )
         return policy
+
+
+NEEDS_TRUTH = frozenset({"oracle"})
+"""Policies that only work with the true rates of a simulation (benchmarks), not in a scan."""
 
 
 def parse_request(model: type[BaseModel], **fields) -> BaseModel:

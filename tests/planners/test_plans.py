@@ -59,7 +59,7 @@ def test_every_document_validates_and_adaptive_scan_fills_the_file(bl, tmp_path)
     pixels = primary_pixels(docs)
     assert len(pixels) == len(set(pixels)) == 2 * SHAPE[0] * SHAPE[1]
     with h5py.File(tmp_path / "scan.h5") as f:
-        assert bytes(f["entry/scan_status"][()]).strip() == b"completed"
+        assert f["entry/scan_status"][()].decode() == "completed"  # no padding to strip
         p1, p2 = f["entry/passes/1"], f["entry/passes/2"]
         assert p1["rows_complete"][...].all() and p2["rows_complete"][...].all()
         summed = p1["live_time"][...] + p2["live_time"][...]
@@ -189,6 +189,7 @@ def test_budget_holds_with_slow_rows_stalls_and_a_stalling_policy(tmp_path):
         ({"origin": (400.0, 0.0)}, "outside the stage limits"),
         ({"weights": [1.0, 2.0]}, "one weight per element"),
         ({"policy": "no-such-policy"}, "unknown dwell policy"),
+        ({"policy": "oracle"}, "needs the true rates, which no scan has.*auto"),
         ({"pixel_size": 0.0}, "pixel_size"),
         ({"shape": (0, 5)}, "shape"),
     ],
