@@ -143,6 +143,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    if config.daemon.data_dir.exists() and not config.daemon.data_dir.is_dir():
+        raise UsageError(
+            f"data directory {config.daemon.data_dir} is a file; name a directory (it is created "
+            "if missing) for the ledger and the cube files"
+        )
     secure = config.security.enabled
     if secure:  # unreadable keys or a bad allow-list: refused before anything starts
         try:

@@ -45,6 +45,11 @@ def run_console(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run one console command; returns the exit code."""
     out = out or sys.stdout
     address, keys = connection(args)
+    if "://" not in address:
+        raise ConsoleUsageError(
+            f"--address {address!r} is not a ZeroMQ address; write e.g. tcp://127.0.0.1:5577 or "
+            "ipc:///run/dwellwise/control"
+        )
     client = ControlClient(address, timeout=args.timeout, keys=keys)
     command = COMMANDS[args.action]
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +17,17 @@ from dwellwise.scan_cli import add_scan_parser, cmd_scan
 from dwellwise.train_cli import add_train_parser, cmd_train
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a hint where a value that starts with '-' was taken for a flag."""
+
+    def error(self, message: str):
+        if message.endswith("expected one argument"):
+            message += " (a value that starts with '-' is written with '=', e.g. --dwell=-5ms)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dwellwise", description="Adaptive-dwell MA-XRF scanning of paintings."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,10 +70,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from dwellwise.simulators.scenes import load_scene
 
     out: Path = args.out
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory; name the cube file to write, e.g. {out / 'cube.h5'}")
     if out.exists() and not args.overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.exists() or not out.parent.is_dir():
         raise UsageError(f"output directory {out.parent} does not exist")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.png is not None and not args.png.parent.is_dir():
         raise UsageError(f"PNG directory {args.png.parent} does not exist")
     try:
@@ -174,6 +188,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"dwellwise {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:
+        print(
+            f"dwellwise {args.command}: error: not enough memory ({exc}); ask for a smaller "
+            "scene or cube",
+            file=sys.stderr,
+        )
+        return 2
+    except BrokenPipeError:  # the reader (``| head``) left: not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python's exit flush quiet
+        return 0
 
 
 if __name__ == "__main__":

@@ -94,3 +94,20 @@ def test_unwritable_directory_and_non_image(tmp_path, capsys):
     )
     assert "not a readable image" in capsys.readouterr().err
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_a_directory_as_output_or_a_negative_seed_is_refused_in_one_line(tmp_path, capsys):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    assert run("simulate", "--shape", "4x4", "--out", str(folder), "--overwrite") == 2
+    assert "is a directory; name the cube file" in capsys.readouterr().err
+    assert list(folder.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["scans"]
+    assert run("simulate", "--shape", "4x4", "--seed", "-1", "--out", str(tmp_path / "c.h5")) == 2
+    assert "--seed must be a non-negative integer, got -1" in capsys.readouterr().err
+
+
+def test_a_negative_value_taken_for_a_flag_gets_a_hint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run("simulate", "--dwell", "-5ms", "--out", str(tmp_path / "c.h5"))
+    assert exc.value.code == 2
+    assert "written with '=', e.g. --dwell=-5ms" in capsys.readouterr().err

@@ -187,6 +187,18 @@ def test_serve_refuses_public_address(capsys):
     assert "--insecure" in capsys.readouterr().err
 
 
+def test_serve_refuses_a_file_as_data_directory(tmp_path, capsys):
+    plain = tmp_path / "afile"
+    plain.write_text("")
+    assert main(["serve", "--data-dir", str(plain)]) == 2
+    assert "is a file; name a directory" in capsys.readouterr().err
+
+
+def test_console_refuses_an_address_that_is_not_zeromq(capsys):
+    assert main(["console", "status", "--address", "notanaddress"]) == 2
+    assert "is not a ZeroMQ address; write e.g. tcp://" in capsys.readouterr().err
+
+
 def test_serve_bad_config(tmp_path, capsys):
     cfg = tmp_path / "dwellwise.toml"
     cfg.write_text("[daemon]\nport = 5\n")
