@@ -461,6 +461,18 @@ class DaemonConfig(BaseModel):
     """Which devices are real: ``[devices.stage]``, ``[devices.sdd]``."""
 
     @model_validator(mode="after")
+    def _check_default_scene(self) -> DaemonConfig:
+        from dwellwise.simulators.scenes import scene_names
+
+        scene = self.defaults.scene
+        if scene is not None and scene not in scene_names() and not self.beamline.allow_scene_files:
+            raise ValueError(
+                f"defaults.scene {scene!r} is not a scene; scenes: {', '.join(scene_names())} "
+                "(image files only with beamline.allow_scene_files = true)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_devices(self) -> DaemonConfig:
         stage = self.devices.stage
         if stage.kind != "sim":

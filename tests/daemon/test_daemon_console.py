@@ -204,3 +204,10 @@ def test_serve_bad_config(tmp_path, capsys):
     cfg.write_text("[daemon]\nport = 5\n")
     assert main(["serve", "--config", str(cfg)]) == 2
     assert "daemon.port: unknown key" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_default_scene_that_does_not_exist(tmp_path, capsys):
+    cfg = tmp_path / "dwellwise.toml"
+    cfg.write_text('[defaults]\nscene = "nosuch"\n')
+    assert main(["serve", "--config", str(cfg)]) == 2
+    assert "defaults.scene 'nosuch' is not a scene; scenes: astronaut" in capsys.readouterr().err
