@@ -31,12 +31,15 @@ def save_element_maps(
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     for ax, m, name in zip(axes.ravel(), maps, names, strict=False):
-        vmax = None
-        if clip_percentile is not None and np.any(m > 0):
-            vmax = max(float(np.percentile(m, clip_percentile)), float(m.max()) * 1e-3)
-        im = ax.imshow(
-            m, cmap="inferno", interpolation="nearest", vmin=0 if vmax else None, vmax=vmax
-        )
+        m = np.asarray(m, dtype=np.float64)
+        finite = m[np.isfinite(m)]
+        vmin = vmax = None
+        if not np.any(finite > 0):  # nothing of this element: black on a 0-1 scale, said so
+            vmin, vmax, name = 0.0, 1.0, f"{name} (none)"
+        elif clip_percentile is not None:
+            vmin = 0.0
+            vmax = max(float(np.percentile(finite, clip_percentile)), float(finite.max()) * 1e-3)
+        im = ax.imshow(m, cmap="inferno", interpolation="nearest", vmin=vmin, vmax=vmax)
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
