@@ -258,8 +258,13 @@ def inspect_cube(path: Path) -> _Cube:
                 "has finished (a scan whose daemon died stays 'running' until it is resumed)"
             )
         live_s = np.asarray(live[()], dtype=np.float64)
-        unmeasured = int(np.count_nonzero(~(np.isfinite(live_s) & (live_s > 0))))
+        unmeasured = int(np.count_nonzero(~measured(live_s)))
         return _Cube(shape=tuple(counts.shape[:2]), axis=axis, counts_dtype=counts.dtype, unmeasured=unmeasured)
+
+
+def measured(live_time: np.ndarray) -> np.ndarray:
+    """Pixels that were measured: a finite live time above 0 seconds."""
+    return np.isfinite(live_time) & (live_time > 0)
 
 
 def _axis(energy: np.ndarray) -> EnergyAxis:
@@ -437,7 +442,7 @@ def _run_models(f: h5py.File, cube: _Cube, products: list[_Product], chunk_pixel
                     f"the {p.predictor.label} model returned {out.shape}, expected "
                     f"{(n, len(p.names))}"
                 )
-            out[~(np.isfinite(live) & (live > 0))] = np.nan  # never measured: no rate, not 0
+            out[~measured(live)] = np.nan  # never measured: no rate, not 0
             f[p.buffer][:, r0:r1, :] = out.T.reshape(len(p.names), r1 - r0, w)
         f.flush()
         del block, spectra
@@ -477,14 +482,14 @@ def _scales_vs_fit(f: h5py.File, products: list[_Product]) -> dict[str, float]:
     if net is None or fit is None:
         return {}
     live = np.asarray(f["entry/data/live_time"][()], dtype=np.float64)
-    measured = np.isfinite(live) & (live > 0)  # unmeasured pixels have no rate (NaN maps)
+    was_measured = measured(live)  # unmeasured pixels have no rate (NaN maps)
     out = {}
     for i, name in enumerate(net.names):
         if name not in fit.names:
             continue
         reference = np.asarray(f[fit.buffer][fit.names.index(name)], dtype=np.float64)
         mapped = np.asarray(f[net.buffer][i], dtype=np.float64)
-        both = measured & np.isfinite(reference) & np.isfinite(mapped)
+        both = was_measured & np.isfinite(reference) & np.isfinite(mapped)
         if float(np.sum(reference[both] * live[both])) < AGREEMENT_MIN_COUNTS:
             continue
         alpha = slope(mapped[both], reference[both])

@@ -14,6 +14,9 @@ from dwellwise.planners.schedule import Geometry
 from dwellwise.simulators.kinematics import Kinematics
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+NEEDS_TRUTH = frozenset({"oracle"})
+"""Policies that only work with the true rates of a simulation (benchmarks), not in a scan."""
+
 
 class ScanRefused(ValueError):
     """A scan request that cannot run as asked; the message says what would fit."""
@@ -76,10 +79,6 @@ class AdaptiveRequest(Region):
                 f"benchmarks compare against); choose one of: {usable}"
             )
         return policy
-
-
-NEEDS_TRUTH = frozenset({"oracle"})
-"""Policies that only work with the true rates of a simulation (benchmarks), not in a scan."""
 
 
 def parse_request(model: type[BaseModel], **fields) -> BaseModel:

@@ -89,6 +89,7 @@ def test_refused_scan_names_the_smallest_budget(client):
         ({"scene": "no-such-scene"}, "unknown scene 'no-such-scene'"),
         ({"scene": "/etc/passwd"}, "unknown scene"),
         ({"policy": "telepathy"}, "telepathy"),
+        ({"policy": "oracle"}, "needs the true rates, which no scan has"),
         ({"t0": 1e-6}, "shorter than pitch / v_max"),
         ({"weights": [1.0]}, "weights has 1 values"),
         ({"weights": {"Xx_K": 1.0}}, "unknown elements"),
